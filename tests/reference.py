@@ -1,0 +1,38 @@
+"""NumPy references written from METHOD.md (sections 1-3), independent of the implementation."""
+
+import numpy as np
+
+ADAPTIVE = (1.0 + np.sqrt(3.0)) / 2.0
+
+
+def softmax(x):
+    x = x - x.max(axis=-1, keepdims=True)
+    e = np.exp(x)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def standardize(logits):
+    """(l - mean) / (std + 1e-7), std with Bessel's correction, as torch.std."""
+    mean = logits.mean(axis=-1, keepdims=True)
+    std = logits.std(axis=-1, ddof=1, keepdims=True)
+    return (logits - mean) / (std + 1e-7)
+
+
+def kd(teacher, student, temperature):
+    """Per-sample T^2 * KL(softmax(t/T) || softmax(s/T)); temperature scalar or (B, 1)."""
+    temperature = np.broadcast_to(np.asarray(temperature, dtype=np.float64), (len(teacher), 1))
+    p = softmax(teacher / temperature)
+    q = softmax(student / temperature)
+    kl = np.sum(p * (np.log(p) - np.log(q)), axis=-1)
+    return temperature[:, 0] ** 2 * kl
+
+
+def adaptive_temperature(teacher, student, source="both"):
+    peak = np.abs(teacher).max(axis=-1)
+    if source == "both":
+        peak = np.maximum(peak, np.abs(student).max(axis=-1))
+    return (ADAPTIVE * peak)[:, None]
+
+
+def pearson(a, b):
+    return np.array([np.corrcoef(x, y)[0, 1] for x, y in zip(a, b)])

@@ -1,0 +1,137 @@
+"""Distillation losses: callables `loss(teacher_logits, student_logits) -> (batch,)` per-sample values.
+
+A loss holds its temperature scheme (see `tfadakd.temperatures`) and is a Keras layer, so that a
+learnable scheme's weights train and save with the `Distiller`. Losses compute in float32 whatever the
+mixed-precision policy is. The `Distiller` reduces the per-sample values (weighted mean, scaled for
+`tf.distribute`); calling a loss directly gives the unreduced values, convenient for tests and analysis.
+
+Example:
+
+```python
+kd = tfadakd.losses.KD(temperature=tfadakd.temperatures.AdaptiveMaxLogit(), standardize=True)
+per_sample = kd(teacher_logits, student_logits)                       # (batch,)
+per_sample, T = kd(teacher_logits, student_logits, return_temperature=True)
+```
+"""
+
+import keras
+import tensorflow as tf
+
+from tfadakd import functional as F
+from tfadakd import temperatures as temperatures_lib
+from tfadakd.registry import Registry
+
+#: Distillation losses by name, for apps and flag files (`--method=kd`).
+LOSSES = Registry("distillation method")
+
+
+class DistillationLoss(keras.layers.Layer):
+    """Base class: standardizes (optionally), asks the temperature scheme for `T`, then `compute`s.
+
+    Subclasses implement `compute(teacher_logits, student_logits, temperature, labels)` returning
+    per-sample values of shape (batch,), on logits that are already standardized if asked.
+
+    Arguments:
+        temperature: a `tfadakd.temperatures` scheme, a positive number (a static temperature) or a
+            registered scheme name.
+        standardize: z-score both logit vectors per sample first (logit standardization, Sun et al.
+            2024; Bessel-corrected std, epsilon 1e-7); the temperature scheme then sees the
+            standardized logits.
+    """
+
+    def __init__(self, temperature=4.0, standardize=False, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        if not isinstance(standardize, bool):
+            raise ValueError(f"`standardize` must be True or False, got {standardize!r}.")
+        self.temperature = temperatures_lib.get(temperature)
+        self.standardize = standardize
+
+    def __call__(self, teacher_logits, student_logits, labels=None, return_temperature=False, **kwargs):
+        teacher_logits = tf.cast(teacher_logits, "float32")
+        student_logits = tf.cast(student_logits, "float32")
+        if teacher_logits.shape.rank != 2 or not teacher_logits.shape.is_compatible_with(
+            student_logits.shape
+        ):
+            raise ValueError(
+                "Teacher and student logits must have the same shape (batch, classes); got teacher "
+                f"{tuple(teacher_logits.shape)} and student {tuple(student_logits.shape)}. Check that "
+                "both models were built for the same number of classes."
+            )
+        return super().__call__(
+            teacher_logits,
+            student_logits,
+            labels=labels,
+            return_temperature=return_temperature,
+            **kwargs,
+        )
+
+    def call(self, teacher_logits, student_logits, labels=None, return_temperature=False):
+        if self.standardize:
+            teacher_logits = F.standardize(teacher_logits)
+            student_logits = F.standardize(student_logits)
+        temperature = self.temperature(teacher_logits, student_logits)
+        loss = self.compute(teacher_logits, student_logits, temperature, labels)
+        return (loss, temperature) if return_temperature else loss
+
+    def compute(self, teacher_logits, student_logits, temperature, labels):
+        raise NotImplementedError
+
+    def compute_output_shape(self, teacher_shape, *args, **kwargs):
+        return (teacher_shape[0],)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "temperature": keras.saving.serialize_keras_object(self.temperature),
+            "standardize": self.standardize,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["temperature"] = keras.saving.deserialize_keras_object(config["temperature"])
+        return cls(**config)
+
+
+@keras.saving.register_keras_serializable(package="tfadakd")
+class KD(DistillationLoss):
+    """Hinton et al.'s KD with any temperature scheme: `T_i^2 * KL(softmax(t/T_i) || softmax(s/T_i))`.
+
+    With `temperature=AdaptiveMaxLogit()` and `standardize=True` this is the paper's method; with
+    `temperature=4.0` it is the classic KD baseline. The `T^2` factor keeps gradient sizes independent
+    of `T`; KL sums over classes.
+
+    Arguments:
+        temperature: a `tfadakd.temperatures` scheme, a positive number or a scheme name.
+        standardize: z-score the logits per sample first (see `DistillationLoss`).
+
+    Returns (when called):
+        per-sample losses of shape (batch,), float32; with `return_temperature=True` also the
+        (batch, 1) temperatures.
+
+    Example:
+
+    >>> kd = tfadakd.losses.KD(temperature=4.0)
+    >>> kd(teacher_logits, student_logits)   # (batch,)
+    """
+
+    def compute(self, teacher_logits, student_logits, temperature, labels):
+        return F.kd_divergence(teacher_logits, student_logits, temperature)
+
+
+LOSSES.register("kd", KD)
+
+
+def get(identifier):
+    """Returns a distillation loss from a loss object, a registered name or a serialized config."""
+    if isinstance(identifier, DistillationLoss):
+        return identifier
+    if isinstance(identifier, str):
+        return LOSSES.build(identifier)
+    if isinstance(identifier, dict):
+        return keras.saving.deserialize_keras_object(identifier)
+    raise ValueError(
+        f"Cannot interpret {identifier!r} as a distillation loss: pass a tfadakd.losses object "
+        f"or one of {LOSSES.names()}."
+    )
