@@ -36,3 +36,19 @@ def adaptive_temperature(teacher, student, source="both"):
 
 def pearson(a, b):
     return np.array([np.corrcoef(x, y)[0, 1] for x, y in zip(a, b)])
+
+
+def dkd(teacher, student, labels, temperature):
+    """TCKD and NCKD per sample (METHOD.md section 4), with the T^2 factor; temperature scalar or (B, 1)."""
+    temperature = np.broadcast_to(np.asarray(temperature, dtype=np.float64), (len(teacher), 1))
+    gt = np.zeros_like(teacher, dtype=bool)
+    gt[np.arange(len(labels)), labels] = True
+    pt, ps = softmax(teacher / temperature), softmax(student / temperature)
+    bt = np.stack([pt[gt], 1 - pt[gt]], axis=-1)
+    bs = np.stack([ps[gt], 1 - ps[gt]], axis=-1)
+    tckd = np.sum(bt * (np.log(bt) - np.log(bs)), axis=-1)
+    nt = softmax(np.where(gt, -1000.0, teacher / temperature))[~gt].reshape(len(teacher), -1)
+    ns = softmax(np.where(gt, -1000.0, student / temperature))[~gt].reshape(len(teacher), -1)
+    nckd = np.sum(nt * (np.log(nt) - np.log(ns)), axis=-1)
+    factor = temperature[:, 0] ** 2
+    return tckd * factor, nckd * factor

@@ -70,6 +70,13 @@ def _resolve_student_loss(loss):
     raise ValueError(f"Cannot use {loss!r} as the student loss: pass a keras.losses.Loss.")
 
 
+class _EpochCounter(keras.callbacks.Callback):
+    """Sets `Distiller.epoch` at the start of every epoch (including after `initial_epoch` resumes)."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.model.epoch.assign(float(epoch))
+
+
 @keras.saving.register_keras_serializable(package="tfadakd")
 class Distiller(keras.Model):
     """Distills a frozen teacher into a student; `call` is the student's.
@@ -148,6 +155,11 @@ class Distiller(keras.Model):
         self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
         self.temperature_tracker = keras.metrics.Mean(name="temperature")
         self.correlation_tracker = keras.metrics.Mean(name="logit_correlation")
+        # The 0-based training epoch, for schedules in losses and temperatures (DKD's warm-up, CTKD's
+        # gradient reversal). `fit` keeps it current; it is saved with the model, so resumes keep it.
+        self.epoch = self.add_weight(
+            name="epoch", shape=(), initializer="zeros", trainable=False, dtype="float32"
+        )
         # Student and teacher are built models: the Distiller owns no weights of its own, so it is
         # built too (saving and loading, optimizer variables included, rely on it).
         self.built = True
@@ -170,6 +182,8 @@ class Distiller(keras.Model):
         if t_in and all(d is not None for d in t_in[1:]):
             probe = np.random.default_rng(0).normal(size=(2,) + tuple(t_in[1:])).astype("float32")
             outputs = keras.ops.convert_to_numpy(self.teacher(probe, training=False)).astype("float64")
+            # Build the loss (and any weights of its temperature scheme) before training starts.
+            self.distillation_loss(outputs, outputs, labels=np.zeros(2, "int32"))
             if outputs.ndim == 2 and outputs.shape[-1] > 1 and np.all(outputs >= 0) and np.allclose(
                 outputs.sum(axis=-1), 1.0, atol=1e-3
             ):
@@ -193,7 +207,7 @@ class Distiller(keras.Model):
         teacher_logits = tf.stop_gradient(tf.cast(self.teacher(x, training=False), "float32"))
         student_logits = tf.cast(self.student(x, training=training), "float32")
         per_sample_kd, temperature = self.distillation_loss(
-            teacher_logits, student_logits, labels=y, return_temperature=True
+            teacher_logits, student_logits, labels=y, epoch=self.epoch, return_temperature=True
         )
         distillation_loss = _weighted_mean(per_sample_kd, sample_weight)
         total = self.distillation_loss_weight * distillation_loss
@@ -221,6 +235,15 @@ class Distiller(keras.Model):
         return total, student_logits, logs
 
     # ------------------------------------------------------------------ steps
+    def fit(self, *args, **kwargs):
+        """`keras.Model.fit`, keeping `self.epoch` equal to the epoch being trained."""
+        args = list(args)
+        if len(args) > 5:  # callbacks passed positionally
+            args[5] = list(args[5] or []) + [_EpochCounter()]
+        else:
+            kwargs["callbacks"] = list(kwargs.get("callbacks") or []) + [_EpochCounter()]
+        return super().fit(*args, **kwargs)
+
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         trainable = self.trainable_variables

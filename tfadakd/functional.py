@@ -27,25 +27,93 @@ def standardize(logits, epsilon=STANDARDIZE_EPSILON):
     array([[-1.,  0.,  1.]], dtype=float32)
     """
     logits = tf.convert_to_tensor(logits)
-    n = tf.cast(tf.shape(logits)[-1], logits.dtype)
     centered = logits - tf.reduce_mean(logits, axis=-1, keepdims=True)
-    var = tf.reduce_sum(tf.square(centered), axis=-1, keepdims=True) / (n - 1.0)
-    return centered / (tf.sqrt(var) + epsilon)
+    return centered / standard_deviation(logits, epsilon)
 
 
-def kd_divergence(teacher_logits, student_logits, temperature):
+def _per_sample(temperature):
+    """(batch, 1) or scalar temperature -> (batch,) or scalar, for the T^2 factor."""
+    return tf.squeeze(temperature, axis=-1) if temperature.shape.rank == 2 else temperature
+
+
+def _cast_temperatures(logits, temperature, student_temperature):
+    temperature = tf.cast(temperature, logits.dtype)
+    if student_temperature is None:
+        return temperature, temperature
+    return temperature, tf.cast(student_temperature, logits.dtype)
+
+
+def kd_divergence(teacher_logits, student_logits, temperature, student_temperature=None):
     """Per-sample `T^2 * KL(softmax(t / T) || softmax(s / T))`, shape (batch,).
 
     Arguments:
         teacher_logits, student_logits: tensors of shape (batch, classes).
         temperature: a scalar or a (batch, 1) tensor of per-sample temperatures.
+        student_temperature: the student's own temperature where a scheme uses two (NormKD);
+            defaults to `temperature`. The `T^2` factor uses the teacher's temperature.
     """
-    temperature = tf.cast(temperature, teacher_logits.dtype)
+    temperature, student_temperature = _cast_temperatures(teacher_logits, temperature, student_temperature)
     log_p_teacher = tf.nn.log_softmax(teacher_logits / temperature, axis=-1)
-    log_p_student = tf.nn.log_softmax(student_logits / temperature, axis=-1)
+    log_p_student = tf.nn.log_softmax(student_logits / student_temperature, axis=-1)
     kl = tf.reduce_sum(tf.exp(log_p_teacher) * (log_p_teacher - log_p_student), axis=-1)
-    per_sample_t = tf.squeeze(temperature, axis=-1) if temperature.shape.rank == 2 else temperature
-    return kl * tf.square(per_sample_t)
+    return kl * tf.square(_per_sample(temperature))
+
+
+#: Logit offset that removes the target class from the non-target softmax in DKD.
+_MASK = -1e9
+
+
+def _sparse_labels(labels):
+    labels = tf.convert_to_tensor(labels)
+    if labels.shape.rank == 2 and labels.shape[-1] not in (None, 1):  # one-hot or soft labels
+        return tf.argmax(labels, axis=-1, output_type=tf.int32)
+    return tf.cast(tf.reshape(labels, [-1]), tf.int32)
+
+
+def dkd_terms(teacher_logits, student_logits, labels, temperature, student_temperature=None):
+    """Decoupled KD's two per-sample terms (Zhao et al., 2022), each with the `T^2` factor.
+
+    - TCKD: the binary KL between `[p_target, 1 - p_target]` of teacher and student.
+    - NCKD: the KL between the softmaxes over the non-target classes (target logit masked out).
+
+    Computed in log space, so that a teacher certain of the target gives no `log(0)`.
+
+    Arguments:
+        teacher_logits, student_logits: (batch, classes).
+        labels: (batch,) or (batch, 1) class indices, or (batch, classes) one-hot labels.
+        temperature, student_temperature: as in `kd_divergence`.
+
+    Returns:
+        `(tckd, nckd)`, two tensors of shape (batch,).
+    """
+    temperature, student_temperature = _cast_temperatures(teacher_logits, temperature, student_temperature)
+    classes = tf.shape(teacher_logits)[-1]
+    target = tf.one_hot(_sparse_labels(labels), classes, on_value=True, off_value=False)
+    factor = tf.square(_per_sample(temperature))
+
+    def binary_log_probs(scaled):
+        log_p = tf.nn.log_softmax(scaled, axis=-1)
+        log_target = tf.reduce_max(tf.where(target, log_p, _MASK), axis=-1)
+        log_rest = tf.reduce_logsumexp(tf.where(target, _MASK, log_p), axis=-1)
+        return tf.stack([log_target, log_rest], axis=-1)
+
+    def non_target_log_probs(scaled):
+        return tf.nn.log_softmax(tf.where(target, _MASK, scaled), axis=-1)
+
+    def kl(log_p, log_q):
+        return tf.reduce_sum(tf.exp(log_p) * (log_p - log_q), axis=-1)
+
+    t_scaled, s_scaled = teacher_logits / temperature, student_logits / student_temperature
+    tckd = kl(binary_log_probs(t_scaled), binary_log_probs(s_scaled)) * factor
+    nckd = kl(non_target_log_probs(t_scaled), non_target_log_probs(s_scaled)) * factor
+    return tckd, nckd
+
+
+def standard_deviation(logits, epsilon=STANDARDIZE_EPSILON):
+    """Per-sample Bessel-corrected std plus `epsilon`, shape (batch, 1)."""
+    n = tf.cast(tf.shape(logits)[-1], logits.dtype)
+    centered = logits - tf.reduce_mean(logits, axis=-1, keepdims=True)
+    return tf.sqrt(tf.reduce_sum(tf.square(centered), axis=-1, keepdims=True) / (n - 1.0)) + epsilon
 
 
 def max_abs_logit(logits):

@@ -14,6 +14,8 @@ per_sample, T = kd(teacher_logits, student_logits, return_temperature=True)
 ```
 """
 
+import math
+
 import keras
 import tensorflow as tf
 
@@ -45,9 +47,16 @@ class DistillationLoss(keras.layers.Layer):
         if not isinstance(standardize, bool):
             raise ValueError(f"`standardize` must be True or False, got {standardize!r}.")
         self.temperature = temperatures_lib.get(temperature)
+        if self.temperature.requires_standardized and not standardize:
+            raise ValueError(
+                f"The {type(self.temperature).__name__} temperature is defined on standardized "
+                f"logits: pass standardize=True to {type(self).__name__}."
+            )
         self.standardize = standardize
 
-    def __call__(self, teacher_logits, student_logits, labels=None, return_temperature=False, **kwargs):
+    def __call__(
+        self, teacher_logits, student_logits, labels=None, epoch=None, return_temperature=False, **kwargs
+    ):
         teacher_logits = tf.cast(teacher_logits, "float32")
         student_logits = tf.cast(student_logits, "float32")
         if teacher_logits.shape.rank != 2 or not teacher_logits.shape.is_compatible_with(
@@ -62,19 +71,27 @@ class DistillationLoss(keras.layers.Layer):
             teacher_logits,
             student_logits,
             labels=labels,
+            epoch=epoch,
             return_temperature=return_temperature,
             **kwargs,
         )
 
-    def call(self, teacher_logits, student_logits, labels=None, return_temperature=False):
+    def call(self, teacher_logits, student_logits, labels=None, epoch=None, return_temperature=False):
         if self.standardize:
             teacher_logits = F.standardize(teacher_logits)
             student_logits = F.standardize(student_logits)
-        temperature = self.temperature(teacher_logits, student_logits)
-        loss = self.compute(teacher_logits, student_logits, temperature, labels)
+        temperature = self.temperature(teacher_logits, student_logits, epoch=epoch)
+        student_temperature = self.temperature.student_temperature(student_logits, temperature)
+        loss = self.compute(teacher_logits, student_logits, temperature, student_temperature, labels, epoch)
         return (loss, temperature) if return_temperature else loss
 
-    def compute(self, teacher_logits, student_logits, temperature, labels):
+    def compute(self, teacher_logits, student_logits, temperature, student_temperature, labels, epoch):
+        """Per-sample loss, shape (batch,), on (standardized if asked) float32 logits.
+
+        `temperature` (batch, 1) divides the teacher's logits and `student_temperature` the
+        student's (the same tensor except for schemes such as NormKD); `epoch` is the 0-based
+        training epoch during `Distiller.fit`, else None.
+        """
         raise NotImplementedError
 
     def compute_output_shape(self, teacher_shape, *args, **kwargs):
@@ -116,11 +133,66 @@ class KD(DistillationLoss):
     >>> kd(teacher_logits, student_logits)   # (batch,)
     """
 
-    def compute(self, teacher_logits, student_logits, temperature, labels):
-        return F.kd_divergence(teacher_logits, student_logits, temperature)
+    def compute(self, teacher_logits, student_logits, temperature, student_temperature, labels, epoch):
+        return F.kd_divergence(teacher_logits, student_logits, temperature, student_temperature)
+
+
+@keras.saving.register_keras_serializable(package="tfadakd")
+class DKD(DistillationLoss):
+    """Decoupled KD (Zhao et al., CVPR 2022) with any temperature scheme, the adaptive one included.
+
+        loss_i = min((epoch + 1) / warmup_epochs, 1) * (alpha * TCKD_i + beta * NCKD_i)
+
+    TCKD is the binary target-vs-rest KL and NCKD the KL over the non-target classes, each with the
+    `T_i^2` factor (see `tfadakd.functional.dkd_terms`). The warm-up follows the real epoch during
+    `Distiller.fit` (the Distiller's epoch counter, restored on resume; mdistiller counts epochs from
+    1, hence `epoch + 1`); called outside `fit` (epoch None) the factor is 1. Needs labels.
+    Use it with `student_loss_weight=1.0, distillation_loss_weight=1.0` as in the DKD recipe.
+
+    Arguments:
+        alpha: TCKD weight (1.0).
+        beta: NCKD weight (8.0; 2 for res56->res20 and res110->res32, 6 for vgg13->vgg8 and the
+            wrn_40_2 pairs: METHOD.md section 4).
+        temperature: a scheme, a number (4.0 in DKD) or a scheme name.
+        standardize: z-score the logits first.
+        warmup_epochs: epochs of linear warm-up (20); 0 disables it.
+
+    Example:
+
+    >>> dkd = tfadakd.losses.DKD(beta=8.0, temperature=tfadakd.temperatures.AdaptiveMaxLogit(),
+    ...                          standardize=True)
+    >>> dkd(teacher_logits, student_logits, labels=labels)   # (batch,)
+    """
+
+    def __init__(self, alpha=1.0, beta=8.0, temperature=4.0, standardize=False, warmup_epochs=20, **kwargs):
+        super().__init__(temperature=temperature, standardize=standardize, **kwargs)
+        for name, value in (("alpha", alpha), ("beta", beta), ("warmup_epochs", warmup_epochs)):
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"DKD `{name}` must be a finite number >= 0, got {value!r}.")
+        self.alpha, self.beta, self.warmup_epochs = float(alpha), float(beta), float(warmup_epochs)
+
+    def warmup_factor(self, epoch):
+        if epoch is None or self.warmup_epochs == 0:
+            return tf.constant(1.0, "float32")
+        return tf.minimum((tf.cast(epoch, "float32") + 1.0) / self.warmup_epochs, 1.0)
+
+    def compute(self, teacher_logits, student_logits, temperature, student_temperature, labels, epoch):
+        if labels is None:
+            raise ValueError("DKD needs the labels: call it as dkd(teacher_logits, student_logits, labels=y).")
+        tckd, nckd = F.dkd_terms(teacher_logits, student_logits, labels, temperature, student_temperature)
+        return self.warmup_factor(epoch) * (self.alpha * tckd + self.beta * nckd)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "alpha": self.alpha,
+            "beta": self.beta,
+            "warmup_epochs": self.warmup_epochs,
+        }
 
 
 LOSSES.register("kd", KD)
+LOSSES.register("dkd", DKD)
 
 
 def get(identifier):

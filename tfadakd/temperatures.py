@@ -27,18 +27,35 @@ TEMPERATURES = Registry("temperature scheme")
 class Temperature(keras.layers.Layer):
     """Base class of the temperature schemes.
 
-    Subclasses implement `call(teacher_logits, student_logits)` returning a float32 tensor of shape
-    (batch, 1). Inputs are cast to float32 before `call`.
+    Subclasses implement `call(teacher_logits, student_logits, epoch=None)` returning a float32
+    tensor of shape (batch, 1). Inputs are cast to float32 before `call`. `epoch` (0-based, a scalar
+    tensor during `Distiller.fit`, else None) serves schemes that follow a schedule.
+
+    Class attributes:
+        requires_standardized: the scheme is defined on standardized logits, so the loss must use
+            `standardize=True` (checked by the loss).
     """
+
+    requires_standardized = False
 
     def __init__(self, **kwargs):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
 
-    def __call__(self, teacher_logits, student_logits, **kwargs):
+    def __call__(self, teacher_logits, student_logits, epoch=None, **kwargs):
         teacher_logits = tf.cast(teacher_logits, "float32")
         student_logits = tf.cast(student_logits, "float32")
-        return super().__call__(teacher_logits, student_logits, **kwargs)
+        return super().__call__(teacher_logits, student_logits, epoch=epoch, **kwargs)
+
+    def call(self, teacher_logits, student_logits, epoch=None):
+        raise NotImplementedError
+
+    def student_temperature(self, student_logits, temperature):
+        """The temperature that divides the student's logits: by default the same `temperature`.
+
+        Schemes that give teacher and student different temperatures (NormKD) override this.
+        """
+        return temperature
 
     def compute_output_shape(self, teacher_shape, student_shape=None):
         return (teacher_shape[0], 1)
@@ -64,15 +81,17 @@ class Static(Temperature):
         try:
             value = float(temperature)
         except (TypeError, ValueError):
-            raise ValueError(f"Static temperature must be a number, got {temperature!r}.") from None
+            raise ValueError(
+                f"{type(self).__name__} temperature must be a number, got {temperature!r}."
+            ) from None
         if not (math.isfinite(value) and value > 0):
             raise ValueError(
-                f"Static temperature must be positive and finite, got {temperature!r}. "
+                f"{type(self).__name__} temperature must be positive and finite, got {temperature!r}. "
                 "Typical values are 1 to 8 (4 in the reference recipe)."
             )
         self.temperature = value
 
-    def call(self, teacher_logits, student_logits):
+    def call(self, teacher_logits, student_logits, epoch=None):
         batch = tf.shape(teacher_logits)[0]
         return tf.fill(tf.stack([batch, 1]), tf.constant(self.temperature, "float32"))
 
@@ -121,7 +140,7 @@ class AdaptiveMaxLogit(Temperature):
         self.scale = float(scale)
         self.min_temperature = float(min_temperature)
 
-    def call(self, teacher_logits, student_logits):
+    def call(self, teacher_logits, student_logits, epoch=None):
         peak = F.max_abs_logit(teacher_logits)
         if self.source == "both":
             peak = tf.maximum(peak, F.max_abs_logit(student_logits))
@@ -137,8 +156,179 @@ class AdaptiveMaxLogit(Temperature):
         }
 
 
+@keras.saving.register_keras_serializable(package="tfadakd")
+class Standardized(Static):
+    """Logit standardization's temperature (Sun et al., CVPR 2024): a base temperature applied to
+    z-scored logits. Use it with `KD(standardize=True)` (or `DKD(standardize=True)`); the loss refuses
+    it otherwise.
+
+    Arguments:
+        base: the base temperature (2 in the reference settings, 3 for some pairs).
+
+    Example:
+
+    >>> loss = tfadakd.losses.KD(tfadakd.temperatures.Standardized(2.0), standardize=True)
+    """
+
+    requires_standardized = True
+
+    def __init__(self, base=2.0, **kwargs):
+        super().__init__(temperature=base, **kwargs)
+
+    @property
+    def base(self):
+        return self.temperature
+
+    def get_config(self):
+        config = super().get_config()
+        config["base"] = config.pop("temperature")
+        return config
+
+
+@keras.saving.register_keras_serializable(package="tfadakd")
+class NormKD(Temperature):
+    """NormKD's per-sample temperatures: `scale * std(logits)`, for teacher and student separately.
+
+    The teacher's logits are divided by `scale * std(t_i)` and the student's by `scale * std(s_i)`
+    (Bessel-corrected std plus 1e-7); the `T^2` factor and the logged temperature use the teacher's.
+    No gradient flows through either temperature.
+
+    Arguments:
+        scale: the multiplier of the standard deviation (2.0 in NormKD).
+
+    Example:
+
+    >>> loss = tfadakd.losses.KD(tfadakd.temperatures.NormKD(2.0))
+    """
+
+    def __init__(self, scale=2.0, **kwargs):
+        super().__init__(**kwargs)
+        if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
+            raise ValueError(f"NormKD scale must be a positive number, got {scale!r}.")
+        self.scale = float(scale)
+
+    def call(self, teacher_logits, student_logits, epoch=None):
+        return tf.stop_gradient(self.scale * F.standard_deviation(teacher_logits))
+
+    def student_temperature(self, student_logits, temperature):
+        return tf.stop_gradient(self.scale * F.standard_deviation(tf.cast(student_logits, "float32")))
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale}
+
+
+@tf.custom_gradient
+def reverse_gradient(x, factor):
+    """Identity forward; the backward pass multiplies the incoming gradient by `factor` (< 0 reverses)."""
+
+    def grad(upstream):
+        return upstream * tf.cast(factor, upstream.dtype), tf.zeros_like(factor)
+
+    return tf.identity(x), grad
+
+
+def reversal_factor(epoch, reversal_epochs=10, max_reversal=1.0):
+    """CTKD's gradient-reversal factor: 0 -> -max_reversal on a cosine over `reversal_epochs` epochs.
+
+    `lambda(e) = -max_reversal * (1 - cos(pi * min(e + 1, E) / E)) / 2` for the 0-based Keras epoch `e`
+    (CTKD counts epochs from 1). With `epoch=None` (outside `fit`) the factor is `-max_reversal`.
+    """
+    if epoch is None:
+        return tf.constant(-max_reversal, "float32")
+    progress = tf.minimum((tf.cast(epoch, "float32") + 1.0) / float(reversal_epochs), 1.0)
+    return -max_reversal * (1.0 - tf.cos(math.pi * progress)) / 2.0
+
+
+@keras.saving.register_keras_serializable(package="tfadakd")
+class Learnable(Temperature):
+    """CTKD's learned temperature (Li et al., AAAI 2023): `tau = t_start + t_range * sigmoid(theta)`.
+
+    `theta` is trained by the student's optimizer through a gradient reversal layer whose factor
+    goes from 0 to -1 on a cosine schedule over the first `reversal_epochs` epochs, so the
+    temperature learns to *maximize* the distillation loss (an easy-to-hard curriculum) while the
+    student minimizes it. The weights live in this layer, train with the `Distiller` and are saved
+    with it.
+
+    Arguments:
+        mode: `"global"` (one scalar `theta`, initialized to 1 as in CTKD) or `"instance"` (a small
+            MLP on the concatenated teacher and student logits, no gradient into the logits, giving
+            one `theta` per sample).
+        t_start, t_range: `tau` lies in `(t_start, t_start + t_range)`: (1, 21) by default.
+        hidden_units: width of the instance MLP's hidden layer.
+        reversal_epochs, max_reversal: the gradient-reversal schedule (see `reversal_factor`).
+
+    Example:
+
+    >>> loss = tfadakd.losses.KD(tfadakd.temperatures.Learnable("global"))
+    """
+
+    MODES = ("global", "instance")
+
+    def __init__(
+        self,
+        mode="global",
+        t_start=1.0,
+        t_range=20.0,
+        hidden_units=256,
+        reversal_epochs=10,
+        max_reversal=1.0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if mode not in self.MODES:
+            raise ValueError(f"Learnable mode must be one of {self.MODES}, got {mode!r}.")
+        if not (t_start > 0 and t_range > 0):
+            raise ValueError(
+                f"Learnable needs t_start > 0 and t_range > 0, got t_start={t_start!r}, t_range={t_range!r}."
+            )
+        if int(reversal_epochs) <= 0:
+            raise ValueError(f"reversal_epochs must be positive, got {reversal_epochs!r}.")
+        self.mode = mode
+        self.t_start, self.t_range = float(t_start), float(t_range)
+        self.hidden_units = int(hidden_units)
+        self.reversal_epochs, self.max_reversal = int(reversal_epochs), float(max_reversal)
+        if mode == "global":
+            self.theta = self.add_weight(
+                name="theta", shape=(), initializer=keras.initializers.Constant(1.0)
+            )
+        else:
+            self.hidden = keras.layers.Dense(self.hidden_units, activation="relu", dtype="float32")
+            self.head = keras.layers.Dense(1, dtype="float32")
+
+    def build(self, teacher_logits_shape, *args, **kwargs):
+        if self.mode == "instance":
+            classes = teacher_logits_shape[-1]
+            self.hidden.build((None, 2 * classes))
+            self.head.build((None, self.hidden_units))
+        self.built = True
+
+    def call(self, teacher_logits, student_logits, epoch=None):
+        if self.mode == "global":
+            theta = tf.fill(tf.stack([tf.shape(teacher_logits)[0], 1]), 1.0) * self.theta
+        else:
+            features = tf.stop_gradient(tf.concat([teacher_logits, student_logits], axis=-1))
+            theta = self.head(self.hidden(features))
+        factor = reversal_factor(epoch, self.reversal_epochs, self.max_reversal)
+        theta = reverse_gradient(theta, factor)
+        return self.t_start + self.t_range * tf.sigmoid(theta)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "mode": self.mode,
+            "t_start": self.t_start,
+            "t_range": self.t_range,
+            "hidden_units": self.hidden_units,
+            "reversal_epochs": self.reversal_epochs,
+            "max_reversal": self.max_reversal,
+        }
+
+
 TEMPERATURES.register("static", Static)
 TEMPERATURES.register("adaptive", AdaptiveMaxLogit)
+TEMPERATURES.register("standardized", Standardized)
+TEMPERATURES.register("normkd", NormKD)
+TEMPERATURES.register("learnable", Learnable)
 
 
 def get(identifier):
