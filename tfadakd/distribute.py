@@ -1,0 +1,102 @@
+"""Choosing a `tf.distribute` strategy by name, for the apps and for `distiller.fit()` users alike."""
+
+import json
+import os
+
+import tensorflow as tf
+
+STRATEGIES = ("default", "one_device", "mirrored", "multi_worker", "tpu")
+
+
+def get_strategy(name="default", num_devices=None):
+    """Returns a `tf.distribute.Strategy`.
+
+    Create the models, the `Distiller` and the optimizer inside `strategy.scope()`, and batch the
+    data with the *global* batch size (`drop_remainder=True` when `num_replicas_in_sync > 1`).
+
+    Arguments:
+        name: `"default"` (no distribution: TensorFlow's default strategy), `"one_device"` (the first
+            GPU, else the CPU), `"mirrored"` (all local GPUs, or `num_devices` of them; on a machine
+            without GPUs, `num_devices` logical CPU devices, which must be requested before
+            TensorFlow initializes), `"multi_worker"` (`MultiWorkerMirroredStrategy`, configured by
+            the `TF_CONFIG` environment variable on every worker) or `"tpu"`.
+        num_devices: how many local devices to use with `"mirrored"` (default: all GPUs).
+
+    Returns:
+        The strategy.
+
+    Raises:
+        ValueError: for an unknown name, a bad `num_devices`, or `"multi_worker"` without `TF_CONFIG`.
+
+    Example:
+
+    >>> strategy = tfadakd.distribute.get_strategy("mirrored")
+    >>> with strategy.scope():
+    ...     distiller = tfadakd.Distiller(student=..., teacher=...)
+    ...     distiller.compile(optimizer=...)
+    """
+    if name not in STRATEGIES:
+        raise ValueError(f"Unknown strategy {name!r}. Valid names: {', '.join(STRATEGIES)}.")
+    if num_devices is not None and int(num_devices) <= 0:
+        raise ValueError(f"num_devices must be positive, got {num_devices!r}.")
+    if name == "default":
+        return tf.distribute.get_strategy()
+    gpus = tf.config.list_logical_devices("GPU")
+    if name == "one_device":
+        return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
+    if name == "mirrored":
+        devices = gpus or tf.config.list_logical_devices("CPU")
+        if num_devices is not None:
+            if int(num_devices) > len(devices):
+                kind = "GPU" if gpus else "CPU"
+                raise ValueError(
+                    f"num_devices={num_devices} but only {len(devices)} {kind} device(s) are visible. On a "
+                    "CPU-only machine, call tfadakd.distribute.split_cpu(n) before anything else."
+                )
+            devices = devices[: int(num_devices)]
+        return tf.distribute.MirroredStrategy([d.name for d in devices])
+    if name == "multi_worker":
+        if "TF_CONFIG" not in os.environ:
+            raise ValueError(
+                "strategy 'multi_worker' needs the TF_CONFIG environment variable on every worker, e.g. "
+                + json.dumps({"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}})
+            )
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+    tf.config.experimental_connect_to_cluster(resolver)
+    tf.tpu.experimental.initialize_tpu_system(resolver)
+    return tf.distribute.TPUStrategy(resolver)
+
+
+def split_cpu(num_devices):
+    """Splits the CPU into `num_devices` logical devices (for testing `"mirrored"` without GPUs).
+
+    Must run before TensorFlow initializes its devices (before any tensor is created).
+
+    Raises:
+        RuntimeError: if TensorFlow was already initialized.
+    """
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(int(num_devices))]
+    )
+
+
+def check_global_batch(batch_size, strategy):
+    """Raises a `ValueError` unless `batch_size` divides evenly over the strategy's replicas."""
+    replicas = strategy.num_replicas_in_sync
+    if batch_size <= 0 or batch_size % replicas:
+        raise ValueError(
+            f"The global batch size {batch_size} must be a positive multiple of the number of "
+            f"replicas ({replicas}); each replica then gets {batch_size} / {replicas} examples."
+        )
+    return batch_size // replicas
+
+
+def scale_learning_rate(learning_rate, strategy, reference_replicas=1):
+    """The linear scaling rule: `learning_rate * replicas / reference_replicas`.
+
+    Use it when the global batch grows with the replica count (per-replica batch held fixed); keep
+    the rate when the global batch is held fixed (the recipe's 64 split over replicas).
+    """
+    return learning_rate * strategy.num_replicas_in_sync / reference_replicas

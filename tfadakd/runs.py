@@ -1,0 +1,180 @@
+"""Run directories: training that writes its logs, models and results, and resumes after a crash.
+
+`fit_run` is what the apps call; `distiller.fit()` users can call it too:
+
+```python
+results = tfadakd.runs.fit_run(
+    distiller, train_ds, test_ds, run_dir="saved_models/cifar100/my_run", epochs=240,
+    model_to_save=distiller.student)
+print(results["best_top1"])
+```
+
+A run directory holds:
+
+| file | what |
+| --- | --- |
+| `config.json` | the exact configuration (the apps write their flags here) |
+| `metrics.csv` | one row per completed epoch: losses, accuracies, temperature mean and percentiles, logit correlation, epoch time |
+| `tensorboard/` | TensorBoard logs |
+| `student_best.keras`, `student_final.keras` | the saved model, best by validation top-1 and the last |
+| `checkpoints/` | the resumable state (weights, optimizer, epoch) of the last completed epoch |
+| `results.json` | best and last top-1 / top-5, epochs, wall time (written when the run completes) |
+
+Rerunning the same command after the process was killed continues from the last completed epoch.
+"""
+
+import csv
+import os
+import time
+
+import keras
+
+from tfadakd import callbacks as callbacks_lib
+
+CONFIG = "config.json"
+METRICS = "metrics.csv"
+RESULTS = "results.json"
+BEST = "student_best.keras"
+FINAL = "student_final.keras"
+
+
+class _EpochTimer(keras.callbacks.Callback):
+    """Adds `epoch_seconds` to the epoch logs."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["epoch_seconds"] = time.perf_counter() - self._start
+
+
+def ensure_writable(directory):
+    """Creates `directory` and checks that files can be written in it.
+
+    Raises:
+        PermissionError: naming the directory and what to do, before any training starts.
+    """
+    directory = os.fspath(directory)
+    try:
+        os.makedirs(directory, exist_ok=True)
+        probe = os.path.join(directory, f".write-test-{os.getpid()}")
+        with open(probe, "w") as f:
+            f.write("ok")
+        os.remove(probe)
+    except OSError as error:
+        raise PermissionError(
+            f"The output directory {directory!r} is not writable ({error.strerror or error}). Choose "
+            "another one (flag --output_dir) or fix its permissions."
+        ) from error
+    return directory
+
+
+def read_metrics(run_dir):
+    """The rows of `metrics.csv` as a list of dicts of floats (empty if there is none)."""
+    path = os.path.join(run_dir, METRICS)
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="") as f:
+        return [{k: float(v) if v != "" else None for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def summarize(run_dir, top1="val_accuracy", top5="val_top5"):
+    """Best and last top-1 / top-5 (in %), epochs and wall time from a run's `metrics.csv`."""
+    rows = read_metrics(run_dir)
+    if not rows:
+        return {"epochs": 0}
+
+    def column(name):
+        return [row.get(name) for row in rows if row.get(name) is not None]
+
+    result = {"epochs": len(rows), "wall_time_seconds": sum(column("epoch_seconds"))}
+    for key, name in (("top1", top1), ("top5", top5)):
+        values = column(name)
+        if values:
+            result[f"best_{key}"] = 100.0 * max(values)
+            result[f"last_{key}"] = 100.0 * values[-1]
+    if top1 in rows[0] and column(top1):
+        result["best_epoch"] = int(max(rows, key=lambda r: r.get(top1) or -1)["epoch"])
+    return result
+
+
+def fit_run(
+    model,
+    train_data,
+    validation_data,
+    run_dir,
+    epochs,
+    model_to_save=None,
+    callbacks=(),
+    verbose=1,
+    config=None,
+    temperature_batches=4,
+    steps_per_epoch=None,
+):
+    """Trains `model` into `run_dir`, resuming from the last completed epoch if the run was cut short.
+
+    Arguments:
+        model: a compiled `keras.Model` (a `tfadakd.Distiller` or a plain model, e.g. a teacher).
+        train_data, validation_data: datasets of `(x, y)` batches.
+        run_dir: the run directory (see the module docstring); created if missing.
+        epochs: the total number of epochs of the run (not the number still to train).
+        model_to_save: the model written to `student_best.keras` / `student_final.keras`
+            (e.g. `distiller.student`); defaults to `model`.
+        callbacks: more Keras callbacks.
+        verbose: Keras' `fit` verbosity.
+        config: a JSON-serializable dict written to `config.json` (the exact settings of the run).
+        temperature_batches: validation batches used for per-epoch temperature statistics of a
+            `Distiller` (0 disables them).
+        steps_per_epoch: passed to `fit`.
+
+    Returns:
+        The results dict also written to `results.json`.
+
+    Raises:
+        PermissionError: if `run_dir` is not writable.
+        ValueError: if `epochs` is not positive, or the checkpoint in `run_dir` belongs to another model.
+    """
+    if int(epochs) <= 0:
+        raise ValueError(f"epochs must be positive, got {epochs!r}.")
+    run_dir = ensure_writable(run_dir)
+    if config is not None:
+        callbacks_lib.atomic_write_json(os.path.join(run_dir, CONFIG), config)
+    resume = callbacks_lib.ResumeCheckpoint(os.path.join(run_dir, "checkpoints"))
+    initial_epoch = resume.restore(model)
+    if initial_epoch >= epochs:
+        results = callbacks_lib.read_json(os.path.join(run_dir, RESULTS)) or summarize(run_dir)
+        results["resumed_from_epoch"] = initial_epoch
+        return results
+    if initial_epoch and verbose:
+        print(f"Resuming {run_dir} at epoch {initial_epoch + 1} of {epochs}.")
+
+    run_callbacks = [_EpochTimer()]
+    if temperature_batches and hasattr(model, "distillation_loss") and validation_data is not None:
+        run_callbacks.append(callbacks_lib.TemperatureMonitor(validation_data, temperature_batches))
+    run_callbacks += list(callbacks)
+    run_callbacks += [
+        callbacks_lib.SaveModel(
+            model_to_save or model,
+            best_path=os.path.join(run_dir, BEST),
+            last_path=os.path.join(run_dir, FINAL),
+            monitor="val_accuracy",
+        ),
+        callbacks_lib.CSVLogger(os.path.join(run_dir, METRICS)),
+        keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard")),
+        resume,  # last: an epoch counts as complete only once everything above is written
+    ]
+    model.fit(
+        train_data,
+        validation_data=validation_data,
+        epochs=int(epochs),
+        initial_epoch=initial_epoch,
+        callbacks=run_callbacks,
+        verbose=verbose,
+        steps_per_epoch=steps_per_epoch,
+        shuffle=False,  # the tf.data pipelines shuffle themselves
+    )
+    results = summarize(run_dir)
+    results["resumed_from_epoch"] = initial_epoch
+    callbacks_lib.atomic_write_json(os.path.join(run_dir, RESULTS), results)
+    return results
