@@ -44,12 +44,13 @@ flags.DEFINE_bool("jit_compile", False, "Compile the training step with XLA.")
 
 
 def milestones():
+    """The --lr_milestones as integers; exits with a message if they are not positive and increasing."""
     try:
         values = [int(v) for v in FLAGS.lr_milestones]
     except ValueError:
-        raise flags.ValidationError(f"--lr_milestones must be integers, got {FLAGS.lr_milestones!r}.") from None
+        fail(f"--lr_milestones must be integers, got {','.join(FLAGS.lr_milestones)!r}.")
     if any(b <= a for a, b in zip(values, values[1:])) or any(v <= 0 for v in values):
-        raise flags.ValidationError(f"--lr_milestones must be positive and increasing, got {values!r}.")
+        fail(f"--lr_milestones must be positive and increasing, got {values!r}.")
     return values
 
 

@@ -116,6 +116,7 @@ def main(argv):
         make_loss()  # validate the method options before any training
     except ValueError as error:
         common.fail(str(error))
+    common.milestones()
 
     strategy = common.setup()
     train, test = common.datasets(strategy)

@@ -50,6 +50,7 @@ def main(argv):
 
     if FLAGS.model not in tfadakd.models.names() and not FLAGS.model.startswith("wrn_"):
         common.fail(f"Unknown --model {FLAGS.model!r}. Valid names: {', '.join(tfadakd.models.names())}.")
+    common.milestones()
     strategy = common.setup()
     train, test = common.datasets(strategy)
     run_dir = common.run_dir(FLAGS.model)

@@ -1,0 +1,125 @@
+"""The apps end to end on tiny slices of real CIFAR-10, the resume after a kill, and bad flags."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["--dataset=cifar10", "--train_examples=192", "--test_examples=128", "--batch_size=64", "--verbose=2",
+        "--lr_milestones=1"]
+
+
+def run_app(app, *args, data_dir=None, timeout=600):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    if data_dir:
+        env["TFDS_DATA_DIR"] = data_dir
+    return subprocess.run(
+        [sys.executable, str(REPO / "apps" / app), *args], capture_output=True, text=True, timeout=timeout,
+        cwd=REPO, env=env,
+    )
+
+
+@pytest.fixture(scope="module")
+def teacher(tfds_data_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    proc = run_app("train_teacher.py", "--model=resnet8", "--epochs=1", f"--output_dir={out}", *TINY, data_dir=tfds_data_dir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, out / "cifar10" / "resnet8" / "teacher.keras", proc
+
+
+def test_train_teacher_writes_the_run_directory(teacher):
+    out, path, proc = teacher
+    run = path.parent
+    assert path.is_file()
+    for name in ("config.json", "metrics.csv", "results.json", "student_best.keras", "student_final.keras"):
+        assert (run / name).is_file(), name
+    results = json.loads((run / "results.json").read_text())
+    assert results["epochs"] == 1 and 0 <= results["best_top1"] <= 100 and "best_top5" in results
+    config = json.loads((run / "config.json").read_text())
+    assert config["model"] == "resnet8" and config["train_examples"] == 192 and config["weight_decay"] == 5e-4
+    assert "Finished" in proc.stdout
+
+
+def test_distill_end_to_end_with_baseline(teacher, tfds_data_dir):
+    out, path, _ = teacher
+    proc = run_app(
+        "distill.py", f"--teacher_path={path}", "--teacher=resnet8", "--student=resnet8", "--epochs=2",
+        "--baseline_student", f"--output_dir={out}", "--temperature=adaptive", "--temperature_source=teacher",
+        *TINY, data_dir=tfds_data_dir,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = out / "cifar10" / "resnet8_from_resnet8_kd_adaptive_std_s0"
+    results = json.loads((run / "results.json").read_text())
+    assert results["epochs"] == 2
+    header = (run / "metrics.csv").read_text().splitlines()[0].split(",")
+    for column in ("temperature", "temperature_p05", "temperature_p50", "temperature_p95", "logit_correlation",
+                   "distillation_loss", "student_loss", "val_accuracy", "val_top5", "epoch_seconds"):
+        assert column in header, column
+    assert len((run / "metrics.csv").read_text().splitlines()) == 3
+    assert json.loads((run / "config.json").read_text())["temperature_source"] == "teacher"
+    assert (out / "cifar10" / "resnet8_alone_s0" / "results.json").is_file()
+    for label in ("teacher resnet8", "student resnet8 alone", "student resnet8 distilled"):
+        assert label in proc.stdout
+
+
+def test_killed_run_resumes_from_the_last_completed_epoch(teacher, tfds_data_dir, tmp_path):
+    _, path, _ = teacher
+    args = ["distill.py", f"--teacher_path={path}", "--teacher=resnet8", "--student=resnet8", "--epochs=4",
+            f"--output_dir={tmp_path}", "--run_name=killed", *TINY[:-2], "--train_examples=640", "--verbose=0",
+            "--lr_milestones=3"]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TFDS_DATA_DIR=tfds_data_dir)
+    state = tmp_path / "cifar10" / "killed" / "checkpoints" / "state.json"
+    process = subprocess.Popen([sys.executable, str(REPO / "apps" / args[0]), *args[1:]], cwd=REPO, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        if state.exists():
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed_at = json.loads(state.read_text())["epoch"]
+    assert killed_at < 3, "the run finished before it could be killed"
+    proc = run_app(*args, data_dir=tfds_data_dir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = state.parent.parent
+    results = json.loads((run / "results.json").read_text())
+    assert results["epochs"] == 4 and results["resumed_from_epoch"] == killed_at + 1
+    epochs = [line.split(",")[0] for line in (run / "metrics.csv").read_text().splitlines()[1:]]
+    assert epochs == ["0", "1", "2", "3"]
+    assert json.loads(state.read_text())["epoch"] == 3
+    assert not list(run.glob("**/*.tmp-*"))
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--epochs=0"], "epochs"),
+        (["--no_such_flag=1"], "no_such_flag"),
+        (["--flagfile=/nonexistent.flags"], "nonexistent.flags"),
+        (["--method=fitnet"], "Unknown --method 'fitnet'. Valid names: dkd, kd"),
+        (["--temperature=hot"], "Valid names: adaptive, learnable, normkd, standardized, static"),
+        (["--student=resnet9"], "Unknown --student 'resnet9'"),
+        (["--temperature=standardized", "--nostandardize"], "standardize=True"),
+        (["--lr_milestones=5,3"], "increasing"),
+        (["--static_temperature=-1", "--temperature=static"], "temperature must be positive and finite, got -1.0"),
+    ],
+)
+def test_bad_flags_fail_with_a_clear_message(args, message):
+    proc = run_app("distill.py", *args, "--output_dir=/nonexistent-never-written", timeout=120)
+    assert proc.returncode != 0
+    assert message in proc.stderr, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+
+
+def test_missing_teacher_without_training_says_what_to_do(tfds_data_dir, tmp_path):
+    proc = run_app("distill.py", f"--teacher_path={tmp_path}/none.keras", "--notrain_teacher_if_missing",
+                   f"--output_dir={tmp_path}", *TINY, data_dir=tfds_data_dir, timeout=120)
+    assert proc.returncode == 2
+    assert "does not exist" in proc.stderr and "apps/train_teacher.py" in proc.stderr
