@@ -28,7 +28,7 @@ test: data
 	$(BIN)/python -m pytest
 
 demo: data
-	$(BIN)/python examples/quickstart.py
+	$(BIN)/python apps/distill.py --flagfile=apps/flags/quick.flags
 
 clean:
 	rm -rf $(VENV) .pytest_cache build dist *.egg-info
