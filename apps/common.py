@@ -43,14 +43,15 @@ flags.DEFINE_enum("mixed_precision", "none", ["none", "mixed_float16", "mixed_bf
 flags.DEFINE_bool("jit_compile", False, "Compile the training step with XLA.")
 
 
-def milestones():
-    """The --lr_milestones as integers; exits with a message if they are not positive and increasing."""
+def milestones(name="lr_milestones"):
+    """The milestones flag `name` as integers; exits with a message if they are not positive and increasing."""
+    raw = getattr(FLAGS, name)
     try:
-        values = [int(v) for v in FLAGS.lr_milestones]
+        values = [int(v) for v in raw]
     except ValueError:
-        fail(f"--lr_milestones must be integers, got {','.join(FLAGS.lr_milestones)!r}.")
+        fail(f"--{name} must be integers, got {','.join(raw)!r}.")
     if any(b <= a for a, b in zip(values, values[1:])) or any(v <= 0 for v in values):
-        fail(f"--lr_milestones must be positive and increasing, got {values!r}.")
+        fail(f"--{name} must be positive and increasing, got {values!r}.")
     return values
 
 
@@ -63,12 +64,68 @@ def setup():
 
     import tfadakd
 
+    if FLAGS.strategy == "mirrored" and (FLAGS.num_devices or 1) > 1:
+        import tensorflow as tf
+
+        if not tf.config.list_physical_devices("GPU"):  # CPU only: split it into logical devices
+            try:
+                tfadakd.distribute.split_cpu(FLAGS.num_devices)
+            except RuntimeError:  # TensorFlow already initialized: get_strategy reports the device count
+                pass
     keras.utils.set_random_seed(FLAGS.seed)
     if FLAGS.mixed_precision != "none":
         keras.mixed_precision.set_global_policy(FLAGS.mixed_precision)
-    strategy = tfadakd.distribute.get_strategy(FLAGS.strategy, FLAGS.num_devices)
-    tfadakd.distribute.check_global_batch(FLAGS.batch_size, strategy)
+    try:
+        strategy = tfadakd.distribute.get_strategy(FLAGS.strategy, FLAGS.num_devices)
+        tfadakd.distribute.check_global_batch(FLAGS.batch_size, strategy)
+    except ValueError as error:
+        fail(f"{error} (flags --strategy={FLAGS.strategy}, --num_devices={FLAGS.num_devices}, "
+             f"--batch_size={FLAGS.batch_size})")
     return strategy
+
+
+def writable(directory):
+    """Creates `directory` and checks it is writable; exits with a message if it is not."""
+    import tfadakd
+
+    try:
+        return tfadakd.runs.ensure_writable(directory)
+    except PermissionError as error:
+        fail(str(error))
+
+
+def fit_run(*args, **kwargs):
+    """`tfadakd.runs.fit_run`, turning the failures it reports clearly into an exit with the message."""
+    import errno
+
+    import tfadakd
+
+    try:
+        return tfadakd.runs.fit_run(*args, **kwargs)
+    except (tfadakd.callbacks.CheckpointError, tfadakd.distiller.NonFiniteError, PermissionError) as error:
+        fail(str(error))
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EACCES):
+            raise
+        fail(f"{error}\nFree some disk space (or fix the folder), then rerun the same command: the run "
+             "resumes from its last complete epoch.")
+
+
+def _check_shards(name, data_dir):
+    """Exits with a message if the prepared tfds data set lacks some of its data files (a partial copy)."""
+    import tensorflow_datasets as tfds
+
+    builder = tfds.builder(name, data_dir=os.path.expanduser(data_dir) if data_dir else None)
+    missing = [str(path) for split in builder.info.splits.values() for path in split.filepaths
+               if not os.path.exists(path)]
+    if missing:
+        fail(
+            f"The prepared {name} data set in {builder.data_dir} is incomplete: dataset_info.json is there "
+            f"but {len(missing)} data file(s) are missing ({', '.join(os.path.basename(m) for m in missing)}), "
+            f"e.g. after an interrupted copy or download. Remove {builder.data_dir} and prepare it again "
+            "(with internet access, or --manual_dir pointing at the official archive), or pass --data_dir "
+            "pointing at a complete copy."
+        )
 
 
 def datasets(strategy):
@@ -83,6 +140,7 @@ def datasets(strategy):
         test = tfadakd.data.load_cifar(FLAGS.dataset, "test", num_examples=FLAGS.test_examples or None, **common)
     except tfadakd.data.DataNotFoundError as error:
         fail(str(error))
+    _check_shards(FLAGS.dataset, FLAGS.data_dir)
     return train, test
 
 
@@ -94,14 +152,15 @@ def steps_per_epoch(strategy):
     return n // FLAGS.batch_size if strategy.num_replicas_in_sync > 1 else -(-n // FLAGS.batch_size)
 
 
-def optimizer(strategy, learning_rate=None, epochs=None):
-    """The recipe's SGD with the step schedule, from the flags."""
+def optimizer(strategy, learning_rate=None, lr_milestones=None):
+    """The recipe's SGD with the step schedule, from the flags (or the given rate and milestones)."""
     import tfadakd
 
     rate = FLAGS.learning_rate if learning_rate is None else learning_rate
     if FLAGS.scale_lr:
         rate = tfadakd.distribute.scale_learning_rate(rate, strategy)
-    schedule = tfadakd.optimizers.step_decay(rate, steps_per_epoch(strategy), milestones(), FLAGS.lr_decay)
+    schedule = tfadakd.optimizers.step_decay(
+        rate, steps_per_epoch(strategy), lr_milestones or milestones(), FLAGS.lr_decay)
     return tfadakd.optimizers.SGD(schedule, momentum=FLAGS.momentum, weight_decay=FLAGS.weight_decay)
 
 
@@ -119,6 +178,18 @@ def flag_config():
     """The exact flag values of this program, for config.json."""
     return {f.name: f.value for f in FLAGS.get_flags_for_module(sys.argv[0])} | {
         f.name: f.value for f in FLAGS.get_flags_for_module(__name__)}
+
+
+def parse_flags(argv):
+    """absl's flag parsing for `app.run(main, flags_parser=parse_flags)`: on a bad flag, exits with a
+    message that names the flag file(s) the flags came from."""
+    try:
+        return FLAGS(argv)
+    except flags.Error as error:
+        files = [arg.split("=", 1)[1] for arg in argv[1:] if arg.lstrip("-").startswith("flagfile=")]
+        where = f" (flags read from the command line and {', '.join(files)})" if files else ""
+        message = str(error).replace("ERROR:: ", "")
+        fail(f"Flags parsing error: {message}{where}. Pass --helpshort or --helpfull to see the flags.")
 
 
 def fail(message):

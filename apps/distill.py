@@ -24,10 +24,12 @@ flags.DEFINE_string("teacher", "resnet32x4", "Teacher architecture (zoo name), u
 flags.DEFINE_string("teacher_path", None, "Teacher .keras file (default: <output_dir>/<dataset>/<teacher>/teacher.keras).")
 flags.DEFINE_bool("train_teacher_if_missing", True, "Train the teacher first when --teacher_path does not exist.")
 flags.DEFINE_integer("teacher_epochs", None, "Epochs for a teacher trained here (default: --epochs).", lower_bound=1)
+flags.DEFINE_list("teacher_lr_milestones", None, "Learning-rate milestones for a teacher trained here (default: --lr_milestones).")
 flags.DEFINE_float("teacher_learning_rate", None, "Learning rate for a teacher trained here (default: --learning_rate).", lower_bound=0.0)
 flags.DEFINE_bool("unsafe_teacher", False, "Allow a teacher .keras file containing arbitrary code (Lambda layers). Only for files you trust.")
 flags.DEFINE_string("student", "resnet8x4", "Student architecture (zoo name).")
 flags.DEFINE_bool("baseline_student", False, "Also train the student alone (cross-entropy, same budget) and report it.")
+flags.DEFINE_bool("student_alone", False, "Only train the student alone (cross-entropy) into the run directory: the no-distillation baseline.")
 
 # ---------------------------------------------------------------------------- method
 flags.DEFINE_string("method", "kd", "Distillation loss: kd or dkd (tfadakd.losses.LOSSES).")
@@ -44,6 +46,7 @@ flags.DEFINE_float("distillation_loss_weight", 9.0, "Weight of the distillation 
 flags.DEFINE_float("dkd_alpha", 1.0, "DKD: TCKD weight.", lower_bound=0.0)
 flags.DEFINE_float("dkd_beta", 8.0, "DKD: NCKD weight (per-pair values in apps/flags/).", lower_bound=0.0)
 flags.DEFINE_integer("dkd_warmup_epochs", 20, "DKD: epochs of linear warm-up.", lower_bound=0)
+flags.DEFINE_enum("nan_policy", "raise", ["raise", "skip_batch"], "A batch with NaN/Inf teacher logits, loss or gradients is never applied; raise: stop the run with a message; skip_batch: go on and count it in the skipped_batches log.")
 
 
 def make_temperature():
@@ -116,10 +119,24 @@ def main(argv):
         make_loss()  # validate the method options before any training
     except ValueError as error:
         common.fail(str(error))
+    if FLAGS.student_loss_weight == 0 and FLAGS.distillation_loss_weight == 0:
+        common.fail("--student_loss_weight and --distillation_loss_weight cannot both be 0.")
+    common.writable(FLAGS.output_dir)
     common.milestones()
+    if FLAGS.teacher_lr_milestones:
+        common.milestones("teacher_lr_milestones")
 
     strategy = common.setup()
     train, test = common.datasets(strategy)
+    if FLAGS.student_alone:
+        run_dir = common.run_dir(f"{FLAGS.student}_alone_s{FLAGS.seed}")
+        results, _ = train_teacher.train_model(
+            strategy, train, test, FLAGS.student, run_dir, FLAGS.epochs, FLAGS.learning_rate,
+            {"model": FLAGS.student, **common.flag_config()},
+        )
+        common.print_table([{"model": f"student {FLAGS.student} alone", "best top-1": results.get("best_top1"),
+                             "last top-1": results.get("last_top1"), "run": run_dir}], "Finished")
+        return
     teacher_path = FLAGS.teacher_path or os.path.join(FLAGS.output_dir, FLAGS.dataset, FLAGS.teacher, "teacher.keras")
     if not os.path.exists(teacher_path):
         if not FLAGS.train_teacher_if_missing:
@@ -134,6 +151,7 @@ def main(argv):
             strategy, train, test, FLAGS.teacher, os.path.dirname(teacher_path), epochs,
             FLAGS.teacher_learning_rate or FLAGS.learning_rate,
             {"model": FLAGS.teacher, **common.flag_config()}, save_path=teacher_path,
+            lr_milestones=common.milestones("teacher_lr_milestones") if FLAGS.teacher_lr_milestones else None,
         )
 
     run_dir = common.run_dir(default_run_name())
@@ -142,7 +160,8 @@ def main(argv):
         try:
             student = tfadakd.models.build(FLAGS.student, num_classes=tfadakd.data.num_classes(FLAGS.dataset))
             distiller = tfadakd.Distiller(
-                student, teacher, make_loss(), FLAGS.student_loss_weight, FLAGS.distillation_loss_weight
+                student, teacher, make_loss(), FLAGS.student_loss_weight, FLAGS.distillation_loss_weight,
+                nan_policy=FLAGS.nan_policy,
             )
         except ValueError as error:
             common.fail(f"{error} (teacher: {teacher_path})")
@@ -152,14 +171,14 @@ def main(argv):
             metrics=common.metrics(),
             jit_compile=FLAGS.jit_compile,
         )
-    results = tfadakd.runs.fit_run(
+    results = common.fit_run(
         distiller, train, test, run_dir, FLAGS.epochs, model_to_save=student,
         config={"teacher_path": teacher_path, **common.flag_config()}, verbose=FLAGS.verbose,
     )
 
     rows = [{"model": f"teacher {FLAGS.teacher}", "top-1 (%)": top1(teacher, test), "run": teacher_path}]
     if FLAGS.baseline_student:
-        alone_dir = common.run_dir(f"{FLAGS.student}_alone_s{FLAGS.seed}")
+        alone_dir = os.path.join(FLAGS.output_dir, FLAGS.dataset, f"{FLAGS.student}_alone_s{FLAGS.seed}")
         alone, _ = train_teacher.train_model(
             strategy, train, test, FLAGS.student, alone_dir, FLAGS.epochs, FLAGS.learning_rate,
             {"model": FLAGS.student, **common.flag_config()},
@@ -172,4 +191,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=common.parse_flags)

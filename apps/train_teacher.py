@@ -19,7 +19,8 @@ flags.DEFINE_string("model", "resnet32x4", "Zoo model to train (see tfadakd.mode
 flags.DEFINE_string("save_path", None, "Where to write the final model (default: <run dir>/teacher.keras).")
 
 
-def train_model(strategy, train, test, model_name, run_dir, epochs, learning_rate, config, save_path=None):
+def train_model(strategy, train, test, model_name, run_dir, epochs, learning_rate, config, save_path=None,
+                lr_milestones=None):
     """Trains `model_name` from scratch with cross-entropy into `run_dir`; returns (results, model)."""
     import keras
 
@@ -31,15 +32,19 @@ def train_model(strategy, train, test, model_name, run_dir, epochs, learning_rat
         except ValueError as error:
             common.fail(str(error))
         model.compile(
-            optimizer=common.optimizer(strategy, learning_rate),
+            optimizer=common.optimizer(strategy, learning_rate, lr_milestones),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=common.metrics(),
             jit_compile=FLAGS.jit_compile,
         )
-    results = tfadakd.runs.fit_run(model, train, test, run_dir, epochs, config=config, verbose=FLAGS.verbose)
+    results = common.fit_run(model, train, test, run_dir, epochs, config=config, verbose=FLAGS.verbose)
     if save_path:
-        os.makedirs(os.path.dirname(os.path.abspath(save_path)), exist_ok=True)
-        tfadakd.callbacks.atomic_save(model.save, save_path)
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(save_path)), exist_ok=True)
+            tfadakd.callbacks.atomic_save(model.save, save_path)
+        except OSError as error:
+            common.fail(f"{error}\nThe run itself is complete in {run_dir}; fix the folder or free disk "
+                        "space and rerun the same command to write the model.")
     return results, model
 
 
@@ -51,6 +56,9 @@ def main(argv):
     if FLAGS.model not in tfadakd.models.names() and not FLAGS.model.startswith("wrn_"):
         common.fail(f"Unknown --model {FLAGS.model!r}. Valid names: {', '.join(tfadakd.models.names())}.")
     common.milestones()
+    common.writable(FLAGS.output_dir)
+    if FLAGS.save_path:
+        common.writable(os.path.dirname(os.path.abspath(FLAGS.save_path)))
     strategy = common.setup()
     train, test = common.datasets(strategy)
     run_dir = common.run_dir(FLAGS.model)
@@ -66,4 +74,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=common.parse_flags)

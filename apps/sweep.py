@@ -1,0 +1,124 @@
+"""Runs a grid of static temperatures and the adaptive scheme(s) on one pair, data and budget, several
+seeds each, then writes the report (apps/report.py).
+
+    python apps/sweep.py --flagfile=apps/flags/evidence.flags --seeds=0,1,2
+
+Every run is an `apps/distill.py` process with the sweep's flags plus the variant's overrides, writing
+`<output_dir>/<dataset>/sweeps/<sweep_name>/<variant>_s<seed>/`. Finished runs are skipped and
+interrupted ones resume, so rerunning the command continues the sweep. All runs share one teacher
+(`--teacher_path`, trained first if missing). Variants:
+
+| variant | settings |
+| --- | --- |
+| `student_alone` | cross-entropy only |
+| `kd_T<t>` | KD at static T=t on raw logits, CE 0.1 + KD 0.9 (RepDistiller) |
+| `kd_std_T2` | logit standardization, base T=2, CE 0.1 + KD 9 |
+| `adaptive_both` / `adaptive_teacher` | the paper: standardization + adaptive temperature, CE 0.1 + KD 9 |
+| `dkd_T4` | DKD at T=4 on raw logits, CE 1 + DKD 1, --dkd_beta from the flags |
+| `dkd_adaptive` | DKD on standardized logits with the adaptive temperature, CE 1 + DKD 1 |
+"""
+
+import os
+import subprocess
+import sys
+import time
+
+from absl import app, flags
+
+import common
+import distill  # noqa: F401  (defines the distillation flags the runs take)
+import report
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("static_temperatures", ["1", "2", "3", "4", "6", "8"], "The static grid.")
+flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds: one run of every variant per seed.")
+flags.DEFINE_list(
+    "variants", ["student_alone", "static_grid", "kd_std_T2", "adaptive_both", "adaptive_teacher", "dkd_adaptive"],
+    "Variants to run (static_grid expands to kd_T<t> for every --static_temperatures; dkd_T4 is also available).")
+flags.DEFINE_string("sweep_name", None, "Sweep directory name (default: <teacher>_<student>).")
+flags.DEFINE_bool("dry_run", False, "Print the commands without running them.")
+
+SWEEP_ONLY = ("static_temperatures", "seeds", "variants", "sweep_name", "dry_run")
+KD_STATIC = ["--method=kd", "--temperature=static", "--nostandardize", "--student_loss_weight=0.1", "--distillation_loss_weight=0.9"]
+PAPER = ["--method=kd", "--temperature=adaptive", "--standardize", "--student_loss_weight=0.1", "--distillation_loss_weight=9"]
+FIXED = {
+    "student_alone": ["--student_alone"],
+    "kd_std_T2": ["--method=kd", "--temperature=standardized", "--standardized_base=2", "--standardize",
+                  "--student_loss_weight=0.1", "--distillation_loss_weight=9"],
+    "adaptive_both": PAPER + ["--temperature_source=both"],
+    "adaptive_teacher": PAPER + ["--temperature_source=teacher"],
+    "dkd_T4": ["--method=dkd", "--temperature=static", "--static_temperature=4", "--nostandardize",
+               "--student_loss_weight=1", "--distillation_loss_weight=1"],
+    "dkd_adaptive": ["--method=dkd", "--temperature=adaptive", "--standardize", "--student_loss_weight=1",
+                     "--distillation_loss_weight=1"],
+}
+
+
+def variants():
+    """[(name, extra flags)] in run order; exits on an unknown variant or temperature."""
+    result = []
+    for name in FLAGS.variants:
+        if name == "static_grid":
+            for t in FLAGS.static_temperatures:
+                try:
+                    value = float(t)
+                except ValueError:
+                    common.fail(f"--static_temperatures must be numbers, got {t!r}.")
+                if value <= 0:
+                    common.fail(f"--static_temperatures must be positive, got {t!r}.")
+                result.append((f"kd_T{t}", KD_STATIC + [f"--static_temperature={t}"]))
+        elif name in FIXED:
+            result.append((name, FIXED[name]))
+        else:
+            common.fail(f"Unknown variant {name!r}. Valid: static_grid, {', '.join(FIXED)}.")
+    return result
+
+
+def passthrough_args(argv):
+    """The command line minus the sweep-only flags: what every run gets before its overrides."""
+    keep = []
+    for arg in argv[1:]:
+        name = arg.lstrip("-").split("=", 1)[0]
+        if name.startswith("no") and name[2:] in SWEEP_ONLY:
+            continue
+        if name not in SWEEP_ONLY:
+            keep.append(arg)
+    return keep
+
+
+def main(argv):
+    if len(argv) > 1:
+        common.fail(f"Unexpected arguments {argv[1:]}; flags look like --name=value.")
+    try:
+        seeds = [int(s) for s in FLAGS.seeds]
+    except ValueError:
+        common.fail(f"--seeds must be integers, got {','.join(FLAGS.seeds)!r}.")
+    plan = variants()
+    name = FLAGS.sweep_name or f"{FLAGS.teacher}_{FLAGS.student}"
+    sweep_dir = os.path.join(FLAGS.output_dir, FLAGS.dataset, "sweeps", name)
+    teacher_path = FLAGS.teacher_path or os.path.join(FLAGS.output_dir, FLAGS.dataset, FLAGS.teacher, "teacher.keras")
+    base = passthrough_args(sys.argv) + [f"--teacher_path={teacher_path}", f"--output_dir={FLAGS.output_dir}"]
+    distill_py = os.path.join(os.path.dirname(os.path.abspath(__file__)), "distill.py")
+    started = time.time()
+    for seed in seeds:
+        for variant, extra in plan:
+            run_name = f"{variant}_s{seed}"
+            command = [sys.executable, distill_py, *base, *extra, f"--seed={seed}", f"--run_name={os.path.join('sweeps', name, run_name)}"]
+            if FLAGS.dry_run:
+                print(" ".join(command))
+                continue
+            if os.path.exists(os.path.join(sweep_dir, run_name, "results.json")):
+                print(f"[sweep] {run_name}: finished, skipped")
+                continue
+            print(f"[sweep] {run_name}: running ({time.time() - started:.0f} s into the sweep)", flush=True)
+            proc = subprocess.run(command)
+            if proc.returncode != 0:
+                common.fail(f"{run_name} failed (exit {proc.returncode}); rerun the sweep to resume it. Command: {' '.join(command)}")
+            report.write_report(report.find_runs(sweep_dir), sweep_dir, title=name)
+    if not FLAGS.dry_run:
+        print(report.write_report(report.find_runs(sweep_dir), sweep_dir, title=name))
+        print(f"Report: {sweep_dir}/report.md")
+
+
+if __name__ == "__main__":
+    app.run(main)
