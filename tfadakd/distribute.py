@@ -41,6 +41,14 @@ def get_strategy(name="default", num_devices=None):
         raise ValueError(f"num_devices must be positive, got {num_devices!r}.")
     if name == "default":
         return tf.distribute.get_strategy()
+    if name == "multi_worker":
+        # Before anything lists devices: collective ops must be configured at program startup.
+        if "TF_CONFIG" not in os.environ:
+            raise ValueError(
+                "strategy 'multi_worker' needs the TF_CONFIG environment variable on every worker, e.g. "
+                + json.dumps({"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}})
+            )
+        return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
     if name == "one_device":
         return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
@@ -55,13 +63,6 @@ def get_strategy(name="default", num_devices=None):
                 )
             devices = devices[: int(num_devices)]
         return tf.distribute.MirroredStrategy([d.name for d in devices])
-    if name == "multi_worker":
-        if "TF_CONFIG" not in os.environ:
-            raise ValueError(
-                "strategy 'multi_worker' needs the TF_CONFIG environment variable on every worker, e.g. "
-                + json.dumps({"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}})
-            )
-        return tf.distribute.MultiWorkerMirroredStrategy()
     resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
     tf.config.experimental_connect_to_cluster(resolver)
     tf.tpu.experimental.initialize_tpu_system(resolver)
