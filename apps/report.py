@@ -102,6 +102,12 @@ def _curves(runs, column):
     return np.mean([s[:length] for s in series], axis=0)
 
 
+def _finish(axis):
+    axis.grid(alpha=0.3)
+    if axis.get_legend_handles_labels()[0]:
+        axis.legend(fontsize=7)
+
+
 def plot(groups, out_dir):
     """Writes accuracy.png, temperature.png and correlation.png; returns their paths."""
     import matplotlib
@@ -119,8 +125,7 @@ def plot(groups, out_dir):
                 axis.plot(np.arange(1, len(curve) + 1), scale * curve, label=variant)
         axis.set_xlabel("epoch")
         axis.set_ylabel(ylabel)
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=7)
+        _finish(axis)
         path = os.path.join(out_dir, f"{name}.png")
         figure.tight_layout()
         figure.savefig(path, dpi=110)
@@ -138,8 +143,7 @@ def plot(groups, out_dir):
         axis.fill_between(epochs, low[: len(median)], high[: len(median)], alpha=0.2, color=line.get_color())
     axis.set_xlabel("epoch")
     axis.set_ylabel("per-sample temperature (5-95% band)")
-    axis.grid(alpha=0.3)
-    axis.legend(fontsize=7)
+    _finish(axis)
     path = os.path.join(out_dir, "temperature.png")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
