@@ -11,10 +11,17 @@ import io
 import json
 import math
 import os
+import re
 
 import keras
 import numpy as np
 import tensorflow as tf
+
+from tfadakd.distiller import NonFiniteError
+
+
+class CheckpointError(ValueError):
+    """A resume checkpoint cannot be used (another model's, or damaged); the message names what to remove."""
 
 
 # ---------------------------------------------------------------------------- atomic files
@@ -46,6 +53,9 @@ def _json_default(value):
 def atomic_save(save_fn, path):
     """Calls `save_fn(tmp_path)` and renames the result to `path`; `path` keeps its old content on error.
 
+    An `OSError` of the writer (e.g. disk full, `errno.ENOSPC`) is re-raised with the same `errno` and
+    a message naming `path` and saying that its previous version is unchanged.
+
     Example:
 
     >>> atomic_save(model.save, "student.keras")
@@ -58,9 +68,75 @@ def atomic_save(save_fn, path):
     try:
         save_fn(tmp)
         os.replace(tmp, path)
+    except OSError as error:  # e.g. disk full: say which file, and that the old one is intact
+        reason = error.strerror or str(error)
+        message = f"Could not write {path} ({reason}); its previous version, if any, is unchanged."
+        if error.errno is None:
+            raise OSError(message) from error
+        raise OSError(error.errno, message) from error
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def remove_stale_temporaries(directory):
+    """Deletes the `*.tmp-<pid>*` files that a killed process left in `directory` (not recursive).
+
+    `atomic_save` and `atomic_write_text` never leave them behind unless the process dies during a
+    write (e.g. `kill -9`); the complete files they were replacing are untouched. Files of the
+    current process are kept.
+
+    Arguments:
+        directory: the folder to clean (a missing folder is fine).
+
+    Returns:
+        The names of the files removed.
+    """
+    directory = os.fspath(directory)
+    removed = []
+    if not os.path.isdir(directory):
+        return removed
+    for name in sorted(os.listdir(directory)):
+        match = _TEMPORARY.search(name)
+        if match and int(match.group(1)) != os.getpid() and os.path.isfile(os.path.join(directory, name)):
+            os.remove(os.path.join(directory, name))
+            removed.append(name)
+    return removed
+
+
+_TEMPORARY = re.compile(r"\.tmp-(\d+)(\.|$)")
+
+
+def non_finite_variables(variables):
+    """Names (paths) of the floating-point variables in `variables` that contain NaN or Inf.
+
+    Arguments:
+        variables: Keras or TensorFlow variables (e.g. `model.weights + optimizer.variables`).
+
+    Returns:
+        A list of variable paths, empty if every value is finite.
+    """
+    names = []
+    for variable in variables:
+        value = np.asarray(keras.ops.convert_to_numpy(variable))
+        if np.issubdtype(value.dtype, np.floating) and not np.all(np.isfinite(value)):
+            names.append(getattr(variable, "path", None) or getattr(variable, "name", "?"))
+    return names
+
+
+def _refuse_non_finite(model, what, epoch, kept):
+    variables = list(model.weights)
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is not None and getattr(optimizer, "built", False):
+        variables += list(optimizer.variables)
+    bad = non_finite_variables(variables)
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise NonFiniteError(
+            f"After epoch {epoch + 1} the model holds NaN or Inf ({shown}): {what} was not written, "
+            f"{kept} Training diverged: lower the learning rate (or, for a Distiller, check the teacher "
+            "and consider nan_policy='skip_batch'), then rerun to resume from the last good checkpoint."
+        )
 
 
 def read_json(path, default=None):
@@ -82,9 +158,13 @@ class ResumeCheckpoint(keras.callbacks.Callback):
     `keras.callbacks.BackupAndRestore`, it builds the optimizer before restoring, so momentum
     buffers are not silently dropped.
 
+    Weights that contain NaN or Inf are never written: `on_epoch_end` then raises
+    `tfadakd.distiller.NonFiniteError` and the last good checkpoint stays in place.
+
     Arguments:
         directory: folder for the checkpoints (created if missing).
-        keep: how many epoch checkpoints to keep.
+        keep: how many epoch checkpoints to keep; with 2 or more, `restore` falls back to an older
+            one when the newest file is damaged.
 
     Example:
 
@@ -112,39 +192,81 @@ class ResumeCheckpoint(keras.callbacks.Callback):
     def restore(self, model):
         """Loads the last complete checkpoint into `model` (compiled); returns the epoch to start at.
 
+        Leftover temporary files of a process killed while writing are removed first. If the newest
+        checkpoint file is missing or damaged (truncated, corrupt), an older one kept in `files`
+        (see `keep`) is used instead, with a warning.
+
         Raises:
-            ValueError: if the checkpoint does not fit the model (another architecture), saying
-                which folder to remove to start afresh.
+            CheckpointError (a `ValueError`): if the checkpoint does not fit the model (another
+                architecture) or no kept checkpoint file can be read, saying which folder to remove
+                to start afresh.
         """
-        state = self.state()
+        remove_stale_temporaries(self.directory)
+        try:
+            state = self.state()
+        except ValueError as error:  # not JSON: state.json is written atomically, so rather a disk fault
+            raise CheckpointError(
+                f"Cannot resume: {self.state_path} is damaged ({error}). Remove the folder {self.directory} "
+                "to train this run again from its first epoch (or choose another run directory)."
+            ) from error
         if not state:
             return 0
-        path = os.path.join(self.directory, state["file"])
         if getattr(model, "optimizer", None) is not None:
             model.optimizer.build(model.trainable_variables)
-        try:
-            if state.get("fingerprint", _fingerprint(model)) != _fingerprint(model):
-                raise ValueError("its variables differ in number or shapes from this model's")
-            model.load_weights(path)
-        except (ValueError, KeyError, OSError) as error:
-            raise ValueError(
-                f"Cannot resume from {path}: {error}. It was written by a different model or "
-                f"configuration; remove {self.directory} (or choose another run directory) to start "
-                "afresh."
-            ) from error
-        return int(state["epoch"]) + 1
+        if state.get("fingerprint", _fingerprint(model)) != _fingerprint(model):
+            raise CheckpointError(
+                f"Cannot resume from {os.path.join(self.directory, state['file'])}: its variables differ in "
+                "number or shapes from this model's. It was written by a different model or configuration; "
+                f"remove {self.directory} (or choose another run directory) to start afresh."
+            )
+        candidates = [state["file"]] + [f for f in reversed(state.get("files", [])) if f != state["file"]]
+        failures = []
+        for name in candidates:
+            path = os.path.join(self.directory, name)
+            try:
+                model.load_weights(path)
+            except Exception as error:  # noqa: BLE001 - h5py raises OSError, Keras ValueError/KeyError
+                failures.append(f"{path}: {type(error).__name__}: {error}")
+                continue
+            if failures:
+                import warnings
+
+                warnings.warn(
+                    f"The newest checkpoint could not be read ({failures[0]}); resuming from the older "
+                    f"{path} instead.", stacklevel=2,
+                )
+            return _epoch_of(name, state) + 1
+        older = "and so is every older one kept" if len(candidates) > 1 else "and no older one is kept"
+        raise CheckpointError(
+            f"Cannot resume: the checkpoint named in {self.state_path} is missing or damaged "
+            f"(truncated or corrupt), {older}. "
+            + " ".join(failures)
+            + f" Remove the folder {self.directory} to train this run again from its first epoch (or "
+            "choose another run directory)."
+        )
 
     def on_epoch_end(self, epoch, logs=None):
+        _refuse_non_finite(
+            self.model, f"the checkpoint of epoch {epoch + 1}", epoch,
+            f"{self.state_path} still names the last good one.",
+        )
         name = f"epoch-{epoch}.weights.h5"
         atomic_save(self.model.save_weights, os.path.join(self.directory, name))
         previous = self.state() or {}
-        history = previous.get("files", []) + [name]
+        history = [f for f in previous.get("files", []) if f != name] + [name]
         state = {"epoch": epoch, "file": name, "files": history[-self.keep:], "fingerprint": _fingerprint(self.model)}
         atomic_write_json(self.state_path, state)
         for old in history[: -self.keep]:
             old_path = os.path.join(self.directory, old)
             if os.path.exists(old_path) and old != name:
                 os.remove(old_path)
+
+
+def _epoch_of(name, state):
+    """The 0-based epoch of the checkpoint file `name` (`epoch-{N}.weights.h5`)."""
+    if name == state["file"]:
+        return int(state["epoch"])
+    return int(name[len("epoch-"):-len(".weights.h5")])
 
 
 def _fingerprint(model):
@@ -160,7 +282,9 @@ def _fingerprint(model):
 class SaveModel(keras.callbacks.Callback):
     """Saves a model (e.g. `distiller.student`) atomically: the best by `monitor`, and the last.
 
-    The best value survives restarts (kept in `<best_path>.json`).
+    The best value survives restarts (kept in `<best_path>.json`). A model holding NaN or Inf is not
+    written: `on_epoch_end` raises `tfadakd.distiller.NonFiniteError` and the files keep their
+    previous content.
 
     Arguments:
         model_to_save: the Keras model to write (defaults to the model being trained).
@@ -187,6 +311,8 @@ class SaveModel(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         model = self.model_to_save or self.model
+        paths = " and ".join(p for p in (self.last_path, self.best_path) if p)
+        _refuse_non_finite(model, paths or "the model", epoch, "the previous versions are kept.")
         if self.last_path:
             atomic_save(model.save, self.last_path)
         value = (logs or {}).get(self.monitor)

@@ -10,7 +10,22 @@ from tfadakd import functional as F
 from tfadakd import losses as losses_lib
 
 #: Names of the values the Distiller logs during training, besides the compiled metrics.
-TRAINING_LOG_NAMES = ("student_loss", "distillation_loss", "temperature", "logit_correlation")
+TRAINING_LOG_NAMES = ("student_loss", "distillation_loss", "temperature", "logit_correlation", "skipped_batches")
+
+#: What a training step does with a batch whose teacher logits, loss or gradients are NaN or Inf.
+NAN_POLICIES = ("raise", "skip_batch")
+
+# Codes of `Distiller._step_status[0]`: why a training step was not applied.
+_OK, _TEACHER_NON_FINITE, _LOSS_NON_FINITE, _LABELS_OUT_OF_RANGE = 0, 1, 2, 3
+
+
+class NonFiniteError(FloatingPointError):
+    """Training produced NaN or Inf (teacher logits, loss, gradients or weights); nothing bad was saved.
+
+    Raised by `Distiller.fit` / `train_on_batch` with `nan_policy="raise"`, by `tfadakd.runs.fit_run`
+    when a model's training loss becomes non-finite, and by the checkpoint callbacks of
+    `tfadakd.callbacks` instead of writing weights that contain NaN or Inf.
+    """
 
 
 def _check_weight(name, value):
@@ -70,6 +85,24 @@ def _resolve_student_loss(loss):
     raise ValueError(f"Cannot use {loss!r} as the student loss: pass a keras.losses.Loss.")
 
 
+def _labels_message(num_classes):
+    return (
+        f"Labels out of range: the student outputs {num_classes} classes, so sparse labels must be "
+        f"integers in [0, {num_classes - 1}]. Check the labels of the data set and the number of "
+        "classes the models were built for."
+    )
+
+
+class _StepGuard(keras.callbacks.Callback):
+    """Raises, right after the batch, the error of a training step that was not applied."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.model.raise_if_step_failed(f"{batch + 1} of epoch {getattr(self, '_epoch', 0) + 1}")
+
+
 class _EpochCounter(keras.callbacks.Callback):
     """Sets `Distiller.epoch` at the start of every epoch (including after `initial_epoch` resumes)."""
 
@@ -104,10 +137,25 @@ class Distiller(keras.Model):
         student_loss_weight: weight of the compiled loss on labels (0.1 in the reference recipe).
         distillation_loss_weight: weight of the distillation term (9 with standardization, 0.9 for
             plain KD in the RepDistiller recipe).
+        nan_policy: what a training step does when the teacher logits, the total loss or (unless the
+            optimizer is a `LossScaleOptimizer`, which handles overflow itself) a gradient is NaN or
+            Inf. Either way the batch is not applied: no weight update and no increment of
+            `optimizer.iterations` (the student's BatchNormalization moving statistics, updated by
+            the forward pass, are not rolled back). `"raise"` (default): `fit` / `train_on_batch`
+            then raise `NonFiniteError` naming the cause and the batch. `"skip_batch"`: training
+            goes on; the batch is left out of the logged losses and metrics and counted in the
+            logged `skipped_batches` (per epoch).
+
+    Sparse integer labels outside `[0, num_classes - 1]` always stop training with an
+    `InvalidArgumentError` naming the valid range (an assertion inside the step; under XLA, where
+    assertions are compiled out, the batch is not applied and `fit` raises the same error after it).
+    Inputs whose per-example shape differs from the student's input shape, or integer (e.g. uint8)
+    images where the student takes floats, are refused with a `ValueError` when the step is traced.
 
     Raises:
         ValueError: if the weights are negative or not finite, if teacher and student have different
-            input or output shapes, or if the teacher outputs probabilities instead of logits.
+            input or output shapes, if the teacher outputs probabilities instead of logits, or if
+            `nan_policy` is not one of `"raise"`, `"skip_batch"`.
 
     Example:
 
@@ -132,9 +180,15 @@ class Distiller(keras.Model):
         distillation_loss=None,
         student_loss_weight=0.1,
         distillation_loss_weight=9.0,
+        nan_policy="raise",
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if nan_policy not in NAN_POLICIES:
+            raise ValueError(
+                f"nan_policy must be one of {', '.join(map(repr, NAN_POLICIES))}, got {nan_policy!r}."
+            )
+        self.nan_policy = nan_policy
         for role, model in (("student", student), ("teacher", teacher)):
             if not isinstance(model, keras.Model):
                 raise ValueError(f"`{role}` must be a keras.Model, got {type(model).__name__}.")
@@ -155,6 +209,15 @@ class Distiller(keras.Model):
         self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
         self.temperature_tracker = keras.metrics.Mean(name="temperature")
         self.correlation_tracker = keras.metrics.Mean(name="logit_correlation")
+        if nan_policy == "skip_batch":
+            self.skipped_batches_tracker = keras.metrics.Sum(name="skipped_batches")
+        # Why the last training step(s) were not applied: [code, smallest label, largest label], read
+        # by `fit` after every batch (see `raise_if_step_failed`). Set with object.__setattr__ so that
+        # it is not a weight: it is not saved and does not change the checkpoint fingerprint.
+        object.__setattr__(self, "_step_status", tf.Variable(
+            tf.zeros([3], tf.int64), trainable=False, name="step_status",
+            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+        ))
         # The 0-based training epoch, for schedules in losses and temperatures (DKD's warm-up, CTKD's
         # gradient reversal). `fit` keeps it current; it is saved with the model, so resumes keep it.
         self.epoch = self.add_weight(
@@ -232,31 +295,225 @@ class Distiller(keras.Model):
             "temperature": tf.reduce_mean(temperature),
             "logit_correlation": tf.reduce_mean(F.logit_correlation(teacher_logits, student_logits)),
         }
-        return total, student_logits, logs
+        return total, student_logits, logs, teacher_logits
+
+    # ------------------------------------------------------------------ input checks
+    def _check_inputs(self, x):
+        """Refuses, when the step is traced, inputs of the wrong per-example shape or integer images.
+
+        Returns `x` (behind a run-time shape assertion when the traced shape is not fully known).
+        """
+        if not tf.is_tensor(x) or isinstance(x, (tf.SparseTensor, tf.RaggedTensor)):
+            return x
+        expected = _shape_or_none(self.student, "input_shape")
+        try:
+            expected_dtype = tf.as_dtype(self.student.inputs[0].dtype)
+        except (AttributeError, IndexError, TypeError, ValueError):
+            expected_dtype = None
+        received = tuple(x.shape) if x.shape.rank is not None else None
+        if (x.dtype.is_integer or x.dtype == tf.bool) and (expected_dtype is None or expected_dtype.is_floating):
+            raise ValueError(
+                f"The data yields {x.dtype.name} inputs of shape {received}, but the student takes float "
+                f"inputs (dtype {expected_dtype.name if expected_dtype else 'float'}, shape {expected}). "
+                "Integer images are raw pixels: convert them to float32 and normalize them first, e.g. "
+                "with tfadakd.data.load_cifar (which yields normalized float32 batches) or "
+                "tfadakd.data.normalize(images, 'cifar100')."
+            )
+        if expected is None or received is None:
+            return x
+        advice = (
+            f"each example must have shape {tuple(expected[1:])}. Resize the inputs in the data pipeline, "
+            "or build teacher and student for the data's shape (e.g. tfadakd.models.build(name, "
+            "input_shape=...))."
+        )
+        if len(received) != len(expected) or any(
+            e is not None and r is not None and e != r for e, r in zip(expected[1:], received[1:])
+        ):
+            raise ValueError(
+                f"The data yields inputs of shape {received} (dtype {x.dtype.name}), but the student "
+                f"expects inputs of shape {expected}: {advice}"
+            )
+        unknown = [i for i in range(1, len(expected)) if expected[i] is not None and received[i] is None]
+        if unknown:  # a retraced step sees (None, None, ...): check at run time (not under XLA)
+            shape = tf.shape(x)
+            fits = tf.reduce_all(tf.stack([tf.equal(shape[i], expected[i]) for i in unknown]))
+            check = tf.debugging.Assert(
+                fits, [f"The data yields inputs of the wrong shape: the student expects {expected}: {advice} "
+                       "Shape of the batch:", shape]
+            )
+            with tf.control_dependencies([check]):
+                x = tf.identity(x)
+        return x
+
+    def _num_classes(self):
+        shape = _shape_or_none(self.student, "output_shape")
+        return shape[-1] if shape and len(shape) == 2 else None
+
+    def _check_labels(self, y):
+        """Asserts that sparse labels lie in [0, num_classes - 1].
+
+        Returns `(labels_ok, smallest, largest, y)`, `y` depending on the assertion so that it runs
+        before any loss. XLA compiles assertions out: `labels_ok` then reaches `fit` through the
+        step status instead.
+        """
+        num_classes = self._num_classes()
+        sparse = (
+            tf.is_tensor(y) and y.dtype.is_integer and num_classes is not None and y.shape.rank is not None
+            and (y.shape.rank == 1 or (y.shape.rank == 2 and y.shape[-1] == 1))
+        )
+        if not sparse:
+            return tf.constant(True), tf.zeros((), tf.int64), tf.zeros((), tf.int64), y
+        smallest, largest = tf.cast(tf.reduce_min(y), tf.int64), tf.cast(tf.reduce_max(y), tf.int64)
+        labels_ok = (smallest >= 0) & (largest < num_classes)
+        check = tf.debugging.Assert(
+            labels_ok, [_labels_message(num_classes), "Smallest label in the batch:", smallest, "largest:", largest]
+        )
+        with tf.control_dependencies([check]):
+            y = tf.identity(y)
+        return labels_ok, smallest, largest, y
 
     # ------------------------------------------------------------------ steps
     def fit(self, *args, **kwargs):
-        """`keras.Model.fit`, keeping `self.epoch` equal to the epoch being trained."""
+        """`keras.Model.fit`, keeping `self.epoch` equal to the epoch being trained.
+
+        With `nan_policy="raise"` it raises `NonFiniteError` right after a batch with NaN or Inf
+        teacher logits, loss or gradients (that batch not applied); out-of-range labels raise an
+        `InvalidArgumentError` under either policy.
+        """
         args = list(args)
+        added = [_EpochCounter()]
         if len(args) > 5:  # callbacks passed positionally
-            args[5] = list(args[5] or []) + [_EpochCounter()]
+            args[5] = [_StepGuard()] + list(args[5] or []) + added
         else:
-            kwargs["callbacks"] = list(kwargs.get("callbacks") or []) + [_EpochCounter()]
+            kwargs["callbacks"] = [_StepGuard()] + list(kwargs.get("callbacks") or []) + added
         return super().fit(*args, **kwargs)
+
+    def train_on_batch(self, *args, **kwargs):
+        """`keras.Model.train_on_batch`, raising like `fit` if the batch could not be applied."""
+        logs = super().train_on_batch(*args, **kwargs)
+        self.raise_if_step_failed("passed to train_on_batch")
+        return logs
+
+    def raise_if_step_failed(self, where="of this step"):
+        """Raises the error recorded by a training step that was not applied, and clears it.
+
+        `fit` and `train_on_batch` call it after every batch. A custom loop that calls `train_step`
+        itself should call it after each step too: until it does, a recorded problem (non-finite
+        values with `nan_policy="raise"`, out-of-range labels under XLA) keeps further updates from
+        being applied.
+
+        Arguments:
+            where: how the batch is named in the message (e.g. `"3 of epoch 2"`).
+
+        Raises:
+            NonFiniteError: for non-finite teacher logits, loss or gradients.
+            tf.errors.InvalidArgumentError: for labels outside `[0, num_classes - 1]`.
+        """
+        status = np.asarray(keras.ops.convert_to_numpy(self._step_status.read_value()))
+        code = int(status[0])
+        if code == _OK:
+            return
+        self._step_status.assign(tf.zeros([3], tf.int64))
+        if code == _LABELS_OUT_OF_RANGE:
+            raise tf.errors.InvalidArgumentError(
+                None, None,
+                f"{_labels_message(self._num_classes())} The batch {where} has labels from {status[1]} to "
+                f"{status[2]}; it was not applied.",
+            )
+        if code == _TEACHER_NON_FINITE:
+            cause = (
+                "Non-finite teacher logits (NaN or Inf)",
+                "The teacher is broken or the inputs hold NaN/Inf: check the data and evaluate the teacher alone.",
+            )
+        else:
+            cause = (
+                "Non-finite training loss or gradients (NaN or Inf) with finite teacher logits",
+                "The student diverged (learning rate too high?) or a loss term overflowed: lower the learning rate.",
+            )
+        raise NonFiniteError(
+            f"{cause[0]} in the training batch {where}. The batch was not applied: the student's weights "
+            f"and the optimizer state are those before it. {cause[1]} To skip such batches instead, use "
+            "Distiller(..., nan_policy='skip_batch') (apps: --nan_policy=skip_batch); they are then counted "
+            "in the `skipped_batches` log."
+        )
+
+    def _step_ok(self, teacher_logits, total, gradients, labels_ok, smallest, largest):
+        """Decides whether this step's update is applied, and records why not (see `_step_status`)."""
+        teacher_ok = tf.reduce_all(tf.math.is_finite(teacher_logits))
+        loss_ok = tf.math.is_finite(total)
+        if not isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+            for gradient in gradients:
+                if gradient is not None and not isinstance(gradient, tf.IndexedSlices):
+                    loss_ok = loss_ok & tf.reduce_all(tf.math.is_finite(gradient))
+        code = tf.where(
+            ~labels_ok, _LABELS_OUT_OF_RANGE,
+            tf.where(~teacher_ok, _TEACHER_NON_FINITE, tf.where(~loss_ok, _LOSS_NON_FINITE, _OK)),
+        )
+        record = tf.stack([tf.cast(code, tf.int64), smallest, largest])
+        if tf.distribute.get_strategy().num_replicas_in_sync > 1:
+            # Every replica must take the same decision: combine the replicas' records.
+            gathered = tf.distribute.get_replica_context().all_gather(
+                tf.cast(record, tf.float32)[tf.newaxis], axis=0
+            )
+            record = tf.cast(
+                tf.stack([
+                    tf.reduce_max(gathered[:, 0]), tf.reduce_min(gathered[:, 1]), tf.reduce_max(gathered[:, 2])
+                ]),
+                tf.int64,
+            )
+        code = record[0]
+        previous = self._step_status.read_value()
+        pending = previous[0] != _OK  # an earlier step of this execution must still raise
+        must_raise = code == _LABELS_OUT_OF_RANGE
+        if self.nan_policy == "raise":
+            must_raise = code != _OK
+        self._step_status.assign(tf.where(pending | ~must_raise, previous, record))
+        return (code == _OK) & ~pending
+
+    def _apply_gradients_if(self, ok, gradients, trainable):
+        """`optimizer.apply_gradients` if `ok`, else nothing (the iteration count does not move)."""
+        if not self.optimizer.built:
+            self.optimizer.build(trainable)
+
+        def apply(grads, variables):
+            self.optimizer.apply_gradients(zip(grads, variables))
+
+        if not tf.distribute.has_strategy() or tf.__internal__.distribute.strategy_supports_no_merge_call():
+            tf.cond(ok, lambda: apply(gradients, trainable), lambda: None)
+            return
+
+        # As Keras' LossScaleOptimizer does: the optimizer calls `merge_call`, which a `cond` in replica
+        # context cannot contain, so the `cond` runs in cross-replica context (`ok` is the same on
+        # every replica).
+        def cross_replica(distribution, ok, grads, variables):
+            ok = distribution.experimental_local_results(ok)[0]
+            tf.cond(
+                ok,
+                lambda: distribution.extended.call_for_each_replica(apply, args=(grads, variables)),
+                lambda: None,
+            )
+
+        tf.distribute.get_replica_context().merge_call(cross_replica, args=(ok, gradients, trainable))
 
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        x = self._check_inputs(x)
+        labels_ok, smallest, largest, y = self._check_labels(y)
         trainable = self.trainable_variables
         with tf.GradientTape() as tape:
-            total, student_logits, logs = self._distillation_terms(x, y, sample_weight, True)
+            total, student_logits, logs, teacher_logits = self._distillation_terms(x, y, sample_weight, True)
             # Gradients are summed over replicas: scale the per-replica mean to the global mean.
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
             scaled = self.optimizer.scale_loss(total / replicas)
         gradients = tape.gradient(scaled, trainable)
-        self.optimizer.apply_gradients(zip(gradients, trainable))
+        ok = self._step_ok(teacher_logits, total, gradients, labels_ok, smallest, largest)
+        self._apply_gradients_if(ok, gradients, trainable)
 
-        batch = tf.shape(student_logits)[0]
-        self._loss_tracker.update_state(total, sample_weight=batch)
+        # A batch that is not applied does not enter the logged losses (nor, with "skip_batch", the
+        # compiled metrics); with "raise", training stops after it anyway.
+        applied = tf.cast(ok, "float32")
+        batch = tf.cast(tf.shape(student_logits)[0], "float32") * applied
+        self._loss_tracker.update_state(tf.where(ok, total, 0.0), sample_weight=batch)
         trackers = (
             self.student_loss_tracker,
             self.distillation_loss_tracker,
@@ -264,13 +521,22 @@ class Distiller(keras.Model):
             self.correlation_tracker,
         )
         for tracker in trackers:
-            tracker.update_state(logs[tracker.name], sample_weight=batch)
+            tracker.update_state(tf.where(ok, logs[tracker.name], 0.0), sample_weight=batch)
+        if self.nan_policy == "skip_batch":
+            # Metric results are summed over replicas, and every replica skips the same batches.
+            self.skipped_batches_tracker.update_state((1.0 - applied) / replicas)
+            trackers += (self.skipped_batches_tracker,)
+            weights = tf.ones(tf.shape(student_logits)[:1]) if sample_weight is None else sample_weight
+            sample_weight = tf.cast(weights, "float32") * applied
+            student_logits = tf.where(ok, student_logits, 0.0)
         if y is None:
             return {m.name: m.result() for m in (self._loss_tracker,) + trackers}
         return self.compute_metrics(x, y, student_logits, sample_weight=sample_weight)
 
     def test_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        x = self._check_inputs(x)
+        _, _, _, y = self._check_labels(y)
         student_logits = tf.cast(self.student(x, training=False), "float32")
         loss = _weighted_mean(self._per_sample_student_loss(y, student_logits), sample_weight)
         self._loss_tracker.update_state(loss, sample_weight=tf.shape(student_logits)[0])
@@ -287,6 +553,7 @@ class Distiller(keras.Model):
                 "distillation_loss": keras.saving.serialize_keras_object(self.distillation_loss),
                 "student_loss_weight": self.student_loss_weight,
                 "distillation_loss_weight": self.distillation_loss_weight,
+                "nan_policy": self.nan_policy,
             }
         )
         return config

@@ -24,6 +24,7 @@ Rerunning the same command after the process was killed continues from the last 
 """
 
 import csv
+import math
 import os
 import time
 
@@ -47,6 +48,33 @@ class _EpochTimer(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
             logs["epoch_seconds"] = time.perf_counter() - self._start
+
+
+class _StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Stops the run at the first batch whose logged loss is NaN or Inf, before anything is written.
+
+    Unlike `keras.callbacks.TerminateOnNaN`, which lets the epoch end (and the checkpoints be
+    written, the cut epoch counted as complete), it raises `NonFiniteError`.
+    """
+
+    def __init__(self, run_dir):
+        super().__init__()
+        self.run_dir = run_dir
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(loss):
+            from tfadakd.distiller import NonFiniteError
+
+            raise NonFiniteError(
+                f"The training loss became {loss} at batch {batch + 1} of epoch {self._epoch + 1}: the "
+                f"model diverged, or the data holds NaN/Inf. Nothing was written for this epoch; "
+                f"{os.path.join(self.run_dir, 'checkpoints')} keeps the last complete one. Lower the "
+                "learning rate (or check the data), then rerun to resume."
+            )
 
 
 def ensure_writable(directory):
@@ -111,6 +139,7 @@ def fit_run(
     config=None,
     temperature_batches=4,
     steps_per_epoch=None,
+    keep_checkpoints=2,
 ):
     """Trains `model` into `run_dir`, resuming from the last completed epoch if the run was cut short.
 
@@ -127,20 +156,29 @@ def fit_run(
         temperature_batches: validation batches used for per-epoch temperature statistics of a
             `Distiller` (0 disables them).
         steps_per_epoch: passed to `fit`.
+        keep_checkpoints: how many epoch checkpoints `checkpoints/` keeps; with 2 (the default) a
+            damaged newest checkpoint falls back to the one before.
 
     Returns:
         The results dict also written to `results.json`.
 
     Raises:
         PermissionError: if `run_dir` is not writable.
-        ValueError: if `epochs` is not positive, or the checkpoint in `run_dir` belongs to another model.
+        ValueError: if `epochs` is not positive.
+        tfadakd.callbacks.CheckpointError: (a `ValueError`) if the checkpoint in `run_dir` belongs to
+            another model or cannot be read; the message names the folder to remove.
+        tfadakd.distiller.NonFiniteError: if the training loss or the weights become NaN or Inf (or a
+            `Distiller` with `nan_policy="raise"` meets a non-finite batch); nothing non-finite is
+            written, and rerunning resumes from the last good epoch.
+        OSError: if a file cannot be written (e.g. disk full); the previous files stay intact.
     """
     if int(epochs) <= 0:
         raise ValueError(f"epochs must be positive, got {epochs!r}.")
     run_dir = ensure_writable(run_dir)
     if config is not None:
         callbacks_lib.atomic_write_json(os.path.join(run_dir, CONFIG), config)
-    resume = callbacks_lib.ResumeCheckpoint(os.path.join(run_dir, "checkpoints"))
+    callbacks_lib.remove_stale_temporaries(run_dir)  # left by a process killed while writing
+    resume = callbacks_lib.ResumeCheckpoint(os.path.join(run_dir, "checkpoints"), keep=keep_checkpoints)
     initial_epoch = resume.restore(model)
     if initial_epoch >= epochs:
         results = callbacks_lib.read_json(os.path.join(run_dir, RESULTS)) or summarize(run_dir)
@@ -149,7 +187,7 @@ def fit_run(
     if initial_epoch and verbose:
         print(f"Resuming {run_dir} at epoch {initial_epoch + 1} of {epochs}.")
 
-    run_callbacks = [_EpochTimer()]
+    run_callbacks = [_StopOnNonFiniteLoss(run_dir), _EpochTimer()]
     if temperature_batches and hasattr(model, "distillation_loss") and validation_data is not None:
         run_callbacks.append(callbacks_lib.TemperatureMonitor(validation_data, temperature_batches))
     run_callbacks += list(callbacks)
