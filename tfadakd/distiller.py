@@ -103,6 +103,18 @@ class _StepGuard(keras.callbacks.Callback):
         self.model.raise_if_step_failed(f"{batch + 1} of epoch {getattr(self, '_epoch', 0) + 1}")
 
 
+def _reducible(logs):
+    """Step logs in the form Keras can reduce over the replicas of the current strategy.
+
+    Keras 3 reduces each logged value across workers with `strategy.reduce("MEAN", value, axis=0)`
+    under a multi-worker strategy, which fails on scalars: there, log shape-(1,) values, which
+    that reduction turns back into scalars. Elsewhere the logs are returned as they are.
+    """
+    extended = tf.distribute.get_strategy().extended
+    multi_worker = getattr(extended, "_in_multi_worker_mode", lambda: False)()
+    return {k: tf.reshape(v, [1]) for k, v in logs.items()} if multi_worker else logs
+
+
 class _EpochCounter(keras.callbacks.Callback):
     """Sets `Distiller.epoch` at the start of every epoch (including after `initial_epoch` resumes)."""
 
@@ -388,6 +400,23 @@ class Distiller(keras.Model):
             kwargs["callbacks"] = [_StepGuard()] + list(kwargs.get("callbacks") or []) + added
         return super().fit(*args, **kwargs)
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras 3 builds a model created under a strategy from its first batch, reducing the
+        # per-replica values with `strategy.reduce("MEAN")`, which fails under
+        # MultiWorkerMirroredStrategy (keras-team/keras#20585). Only the batch's shapes and dtypes
+        # matter there, so give it this worker's first replica's values instead.
+        strategy = self._distribute_strategy
+        if iterator is not None and isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            for _, _, batches in iterator:
+                data_batch = tf.nest.map_structure(
+                    lambda v: strategy.experimental_local_results(v)[0]
+                    if isinstance(v, tf.distribute.DistributedValues) else v,
+                    next(batches),
+                )
+                break
+            iterator = None
+        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
     def train_on_batch(self, *args, **kwargs):
         """`keras.Model.train_on_batch`, raising like `fit` if the batch could not be applied."""
         logs = super().train_on_batch(*args, **kwargs)
@@ -530,8 +559,8 @@ class Distiller(keras.Model):
             sample_weight = tf.cast(weights, "float32") * applied
             student_logits = tf.where(ok, student_logits, 0.0)
         if y is None:
-            return {m.name: m.result() for m in (self._loss_tracker,) + trackers}
-        return self.compute_metrics(x, y, student_logits, sample_weight=sample_weight)
+            return _reducible({m.name: m.result() for m in (self._loss_tracker,) + trackers})
+        return _reducible(self.compute_metrics(x, y, student_logits, sample_weight=sample_weight))
 
     def test_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
@@ -541,7 +570,7 @@ class Distiller(keras.Model):
         loss = _weighted_mean(self._per_sample_student_loss(y, student_logits), sample_weight)
         self._loss_tracker.update_state(loss, sample_weight=tf.shape(student_logits)[0])
         logs = self.compute_metrics(x, y, student_logits, sample_weight=sample_weight)
-        return {name: value for name, value in logs.items() if name not in TRAINING_LOG_NAMES}
+        return _reducible({name: value for name, value in logs.items() if name not in TRAINING_LOG_NAMES})
 
     # ------------------------------------------------------------------ saving
     def get_config(self):
