@@ -26,14 +26,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from _common import default_data_dir  # noqa: E402  (benchmarks/ is on sys.path as the script's folder)
 from tfadakd import data  # noqa: E402
-
-
-def default_data_dir():
-    if os.environ.get("TFDS_DATA_DIR"):
-        return os.environ["TFDS_DATA_DIR"]
-    cache = os.path.expanduser("~/.cache/tfadakd/tfds")
-    return cache if os.path.isdir(cache) else None
 
 
 def time_epoch(ds):

@@ -31,17 +31,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from _common import default_data_dir  # noqa: E402  (benchmarks/ is on sys.path as the script's folder)
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from tfadakd import data, export, models  # noqa: E402
-
-
-def default_data_dir():
-    if os.environ.get("TFDS_DATA_DIR"):
-        return os.environ["TFDS_DATA_DIR"]
-    cache = os.path.expanduser("~/.cache/tfadakd/tfds")
-    return cache if os.path.isdir(cache) else None
 
 
 def train_briefly(args):

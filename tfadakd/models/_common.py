@@ -189,6 +189,15 @@ class ChannelSlice(layers.Layer):
         return {**super().get_config(), "start": self.start, "stop": self.stop}
 
 
+
+def _torch_padding(x, kernel_size, strides, name):
+    """PyTorch's symmetric `padding=k // 2`: explicit zero padding before a strided "valid" conv
+    (Keras' "same" would pad only bottom and right), else "same" (or "valid" for 1x1)."""
+    pad = kernel_size // 2
+    if pad and strides > 1:
+        return layers.ZeroPadding2D(pad, name=name + "_pad")(x), "valid"
+    return x, "same" if pad else "valid"
+
 def conv(x, filters, kernel_size, strides=1, *, name, kernel_initializer, use_bias=False, groups=1,
          bias_initializer="zeros"):
     """A PyTorch-style `Conv2d(padding=kernel_size // 2)`: symmetric zero padding, channels_last.
@@ -207,12 +216,7 @@ def conv(x, filters, kernel_size, strides=1, *, name, kernel_initializer, use_bi
     Returns:
         The output tensor.
     """
-    pad = kernel_size // 2
-    if pad and strides > 1:
-        x = layers.ZeroPadding2D(pad, name=name + "_pad")(x)
-        padding = "valid"
-    else:
-        padding = "same" if pad else "valid"
+    x, padding = _torch_padding(x, kernel_size, strides, name)
     cls = GroupedConv2D if groups > 1 else layers.Conv2D
     return cls(
         filters,
@@ -233,12 +237,7 @@ def depthwise_conv(x, kernel_size, strides=1, *, name, depthwise_initializer):
     Returns:
         The output tensor.
     """
-    pad = kernel_size // 2
-    if pad and strides > 1:
-        x = layers.ZeroPadding2D(pad, name=name + "_pad")(x)
-        padding = "valid"
-    else:
-        padding = "same" if pad else "valid"
+    x, padding = _torch_padding(x, kernel_size, strides, name)
     return layers.DepthwiseConv2D(
         kernel_size,
         strides=strides,
