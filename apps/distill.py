@@ -15,6 +15,7 @@ import os
 from absl import app, flags
 
 import common
+import export as export_app
 import train_teacher
 
 FLAGS = flags.FLAGS
@@ -29,6 +30,7 @@ flags.DEFINE_float("teacher_learning_rate", None, "Learning rate for a teacher t
 flags.DEFINE_bool("unsafe_teacher", False, "Allow a teacher .keras file containing arbitrary code (Lambda layers). Only for files you trust.")
 flags.DEFINE_string("student", "resnet8x4", "Student architecture (zoo name).")
 flags.DEFINE_bool("baseline_student", False, "Also train the student alone (cross-entropy, same budget) and report it.")
+flags.DEFINE_list("export_tflite", [], "After training, export the best student to TFLite in these modes (none, float16, dynamic, int8) into <run dir>/export/, with export.json.")
 flags.DEFINE_bool("student_alone", False, "Only train the student alone (cross-entropy) into the run directory: the no-distillation baseline.")
 
 # ---------------------------------------------------------------------------- method
@@ -123,6 +125,9 @@ def main(argv):
         common.fail("--student_loss_weight and --distillation_loss_weight cannot both be 0.")
     common.writable(FLAGS.output_dir)
     common.milestones()
+    unknown = sorted(set(FLAGS.export_tflite) - set(tfadakd.export.QUANTIZATION_MODES))
+    if unknown:
+        common.fail(f"Unknown --export_tflite mode(s) {unknown}. Valid: {', '.join(tfadakd.export.QUANTIZATION_MODES)}.")
     if FLAGS.teacher_lr_milestones:
         common.milestones("teacher_lr_milestones")
 
@@ -186,6 +191,9 @@ def main(argv):
         rows.append({"model": f"student {FLAGS.student} alone", "top-1 (%)": alone.get("last_top1"), "run": alone_dir})
     rows.append({"model": f"student {FLAGS.student} distilled", "top-1 (%)": results.get("last_top1"), "run": run_dir})
     common.print_table(rows, f"{FLAGS.dataset}, {results.get('epochs')} epochs, {FLAGS.method} + {FLAGS.temperature} temperature (last-epoch top-1)")
+    if FLAGS.export_tflite:
+        export_app.print_report(export_app.export_run(run_dir, FLAGS.export_tflite, FLAGS.dataset,
+                                                      test_examples=FLAGS.test_examples or None))
     print(f"\nbest distilled top-1: {results.get('best_top1', float('nan')):.2f}% at epoch {results.get('best_epoch')}; "
           f"results: {os.path.join(run_dir, 'results.json')}")
 

@@ -20,7 +20,7 @@ import common
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("run_dir", None, "Run directory written by apps/distill.py or apps/train_teacher.py.")
-flags.DEFINE_enum("model", "best", ["best", "final"], "Which saved student: student_best.keras or student_final.keras.")
+flags.DEFINE_enum("student_file", "best", ["best", "final"], "Which saved student: student_best.keras or student_final.keras.")
 flags.DEFINE_list("quantization", ["none", "int8"], "Modes: none, float16, dynamic, int8.")
 flags.DEFINE_integer("calibration_examples", 300, "Training images for int8 calibration.", lower_bound=1)
 flags.DEFINE_bool("saved_model", False, "Also write a SavedModel (for TF Serving) to <run_dir>/export/saved_model.")
@@ -105,7 +105,7 @@ def main(argv):
         with open(config_path) as f:
             dataset = json.load(f).get("dataset", dataset)
     common.setup()
-    report = export_run(FLAGS.run_dir, FLAGS.quantization, dataset, FLAGS.model, FLAGS.calibration_examples,
+    report = export_run(FLAGS.run_dir, FLAGS.quantization, dataset, FLAGS.student_file, FLAGS.calibration_examples,
                         FLAGS.saved_model, FLAGS.test_examples or None)
     print_report(report)
     print(f"\nWrote {os.path.join(FLAGS.run_dir, 'export.json')}")

@@ -51,7 +51,7 @@ def test_distill_end_to_end_with_baseline(teacher, tfds_data_dir):
     proc = run_app(
         "distill.py", f"--teacher_path={path}", "--teacher=resnet8", "--student=resnet8", "--epochs=2",
         "--baseline_student", f"--output_dir={out}", "--temperature=adaptive", "--temperature_source=teacher",
-        *TINY, data_dir=tfds_data_dir,
+        "--export_tflite=none", *TINY, data_dir=tfds_data_dir,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = out / "cifar10" / "resnet8_from_resnet8_kd_adaptive_std_s0"
@@ -66,6 +66,10 @@ def test_distill_end_to_end_with_baseline(teacher, tfds_data_dir):
     assert (out / "cifar10" / "resnet8_alone_s0" / "results.json").is_file()
     for label in ("teacher resnet8", "student resnet8 alone", "student resnet8 distilled"):
         assert label in proc.stdout
+    exported = json.loads((run / "export.json").read_text())["modes"]["none"]
+    assert (run / "export" / "student_none.tflite").is_file()
+    assert exported["argmax_agreement"] == 1.0 and exported["max_abs_logit_diff"] < 1e-4
+    assert "CONV_2D" in exported["operators"] and not any("Flex" in op for op in exported["operators"])
 
 
 def test_killed_run_resumes_from_the_last_completed_epoch(teacher, tfds_data_dir, tmp_path):
@@ -108,6 +112,7 @@ def test_killed_run_resumes_from_the_last_completed_epoch(teacher, tfds_data_dir
         (["--student=resnet9"], "Unknown --student 'resnet9'"),
         (["--temperature=standardized", "--nostandardize"], "standardize=True"),
         (["--lr_milestones=5,3"], "increasing"),
+        (["--export_tflite=int4"], "Unknown --export_tflite mode(s) ['int4']"),
         (["--static_temperature=-1", "--temperature=static"], "temperature must be positive and finite, got -1.0"),
     ],
 )
