@@ -111,23 +111,6 @@ def fit_run(*args, **kwargs):
              "resumes from its last complete epoch.")
 
 
-def _check_shards(name, data_dir):
-    """Exits with a message if the prepared tfds data set lacks some of its data files (a partial copy)."""
-    import tensorflow_datasets as tfds
-
-    builder = tfds.builder(name, data_dir=os.path.expanduser(data_dir) if data_dir else None)
-    missing = [str(path) for split in builder.info.splits.values() for path in split.filepaths
-               if not os.path.exists(path)]
-    if missing:
-        fail(
-            f"The prepared {name} data set in {builder.data_dir} is incomplete: dataset_info.json is there "
-            f"but {len(missing)} data file(s) are missing ({', '.join(os.path.basename(m) for m in missing)}), "
-            f"e.g. after an interrupted copy or download. Remove {builder.data_dir} and prepare it again "
-            "(with internet access, or --manual_dir pointing at the official archive), or pass --data_dir "
-            "pointing at a complete copy."
-        )
-
-
 def datasets(strategy):
     """Train and test pipelines from the flags; exits with the library's message if data is missing."""
     import tfadakd
@@ -140,7 +123,6 @@ def datasets(strategy):
         test = tfadakd.data.load_cifar(FLAGS.dataset, "test", num_examples=FLAGS.test_examples or None, **common)
     except tfadakd.data.DataNotFoundError as error:
         fail(str(error))
-    _check_shards(FLAGS.dataset, FLAGS.data_dir)
     return train, test
 
 

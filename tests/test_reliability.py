@@ -561,15 +561,14 @@ def test_app_unknown_teacher_or_model_name_lists_the_valid_ones(apps):
 
 
 def test_partial_tfds_data_dir_error_names_the_missing_file(tfds_data_dir, tmp_path):
-    """The library builds the pipeline and the first read fails, naming the missing shard (a
-    DataNotFoundError at load time is the open item in docs/reliability.md); the apps check up front."""
+    """load_cifar refuses a prepared data set whose data files are missing, naming folder and files."""
     partial = tmp_path / "cifar10" / "3.0.2"
     partial.mkdir(parents=True)
     for name in ("dataset_info.json", "features.json", "label.labels.txt"):
         shutil.copy(Path(tfds_data_dir) / "cifar10" / "3.0.2" / name, partial)
-    with pytest.raises((tfadakd.data.DataNotFoundError, tf.errors.NotFoundError)) as info:
-        next(iter(tfadakd.data.load_cifar("cifar10", "test", data_dir=tmp_path, download=False, num_examples=8)))
-    assert str(partial) in str(info.value)
+    with pytest.raises(tfadakd.data.DataNotFoundError) as info:
+        tfadakd.data.load_cifar("cifar10", "test", data_dir=tmp_path, download=False, num_examples=8)
+    assert f"in {partial} is incomplete" in str(info.value) and "cifar10-test.tfrecord" in str(info.value)
 
 
 def test_app_partial_tfds_data_dir_names_the_folder_and_remedies(apps):

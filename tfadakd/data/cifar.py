@@ -318,6 +318,15 @@ def _prepared_builder(name, data_dir, manual_dir, download):
         data_dir = os.path.expanduser(os.fspath(data_dir))
     builder = tfds.builder(name, data_dir=data_dir)
     if builder.is_prepared():
+        missing = [str(f) for split in builder.info.splits.values() for f in split.filepaths if not os.path.exists(f)]
+        if missing:
+            raise DataNotFoundError(
+                f"The prepared {name} data set in {builder.data_dir} is incomplete: dataset_info.json is there "
+                f"but {len(missing)} data file(s) are missing ({', '.join(os.path.basename(m) for m in missing)}), "
+                f"e.g. after an interrupted copy or download. Remove {builder.data_dir} and prepare it again "
+                "(with internet access, or `manual_dir` / --manual_dir pointing at the official archive), or "
+                "pass `data_dir` / --data_dir pointing at a complete copy."
+            )
         return builder
 
     config_kwargs = {}
