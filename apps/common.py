@@ -41,6 +41,18 @@ flags.DEFINE_integer("num_devices", None, "Devices for --strategy=mirrored (defa
 flags.DEFINE_bool("scale_lr", False, "Multiply --learning_rate by the number of replicas (linear scaling rule).")
 flags.DEFINE_enum("mixed_precision", "none", ["none", "mixed_float16", "mixed_bfloat16"], "Keras mixed-precision policy.")
 flags.DEFINE_bool("jit_compile", False, "Compile the training step with XLA.")
+flags.DEFINE_bool("sync_batch_norm", False, "Batch-norm statistics over the global batch across replicas (BatchNormalization(synchronized=True)).")
+
+
+def build_model(name, num_classes):
+    """A zoo model, with synchronized batch norm if --sync_batch_norm; exits on an unknown name."""
+    import tfadakd
+
+    try:
+        model = tfadakd.models.build(name, num_classes=num_classes)
+    except ValueError as error:
+        fail(str(error))
+    return tfadakd.distribute.synchronize_batch_norm(model) if FLAGS.sync_batch_norm else model
 
 
 def milestones(name="lr_milestones"):

@@ -162,8 +162,8 @@ def main(argv):
     run_dir = common.run_dir(default_run_name())
     with strategy.scope():
         teacher = load_teacher(teacher_path)
+        student = common.build_model(FLAGS.student, tfadakd.data.num_classes(FLAGS.dataset))
         try:
-            student = tfadakd.models.build(FLAGS.student, num_classes=tfadakd.data.num_classes(FLAGS.dataset))
             distiller = tfadakd.Distiller(
                 student, teacher, make_loss(), FLAGS.student_loss_weight, FLAGS.distillation_loss_weight,
                 nan_policy=FLAGS.nan_policy,

@@ -27,10 +27,7 @@ def train_model(strategy, train, test, model_name, run_dir, epochs, learning_rat
     import tfadakd
 
     with strategy.scope():
-        try:
-            model = tfadakd.models.build(model_name, num_classes=tfadakd.data.num_classes(FLAGS.dataset))
-        except ValueError as error:
-            common.fail(str(error))
+        model = common.build_model(model_name, tfadakd.data.num_classes(FLAGS.dataset))
         model.compile(
             optimizer=common.optimizer(strategy, learning_rate, lr_milestones),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),

@@ -76,3 +76,61 @@ def test_mirrored_updates_equal_single_device(runs):
 def test_mirrored_logs_equal_single_device(runs, name):
     single, mirrored = runs
     np.testing.assert_allclose(mirrored["logs"][name], single["logs"][name], rtol=1e-5)
+
+
+SYNC_BN_SCRIPT = textwrap.dedent(
+    """
+    import json
+    import numpy as np
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import keras, tfadakd
+
+    def cnn(seed):
+        keras.utils.set_random_seed(seed)
+        inputs = keras.Input((6, 6, 3))
+        x = keras.layers.BatchNormalization()(keras.layers.Conv2D(4, 3)(inputs))
+        x = keras.layers.GlobalAveragePooling2D()(keras.layers.ReLU()(x))
+        return keras.Model(inputs, keras.layers.Dense(5)(x))
+
+    rng = np.random.default_rng(0)
+    x = (rng.normal(size=(32, 6, 6, 3)) * np.linspace(0.2, 3, 32)[:, None, None, None]).astype("float32")
+    y = rng.integers(0, 5, 32)
+    initial = {"teacher": cnn(0).get_weights(), "student": cnn(1).get_weights()}
+
+    def run(strategy, sync):
+        with strategy.scope():
+            teacher, student = cnn(0), cnn(1)
+            teacher.set_weights(initial["teacher"]); student.set_weights(initial["student"])
+            if sync:
+                student = tfadakd.distribute.synchronize_batch_norm(student)
+            distiller = tfadakd.Distiller(student, teacher)
+            distiller.compile(optimizer=tfadakd.optimizers.SGD(0.5, momentum=0.0))
+        ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
+        distiller.fit(ds, epochs=1, verbose=0)
+        bn = [l for l in student.layers if isinstance(l, keras.layers.BatchNormalization)][0]
+        return {"synchronized": bool(bn.synchronized), "weights": [w.tolist() for w in student.get_weights()]}
+
+    one = tf.distribute.OneDeviceStrategy("/cpu:0")
+    two = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    print("RESULT" + json.dumps({"single": run(one, False), "mirrored": run(two, False), "mirrored_sync": run(two, True)}))
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def sync_runs():
+    proc = subprocess.run([sys.executable, "-c", SYNC_BN_SCRIPT], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(next(l for l in proc.stdout.splitlines() if l.startswith("RESULT"))[len("RESULT"):])
+
+
+def test_synchronized_batch_norm_makes_mirrored_equal_single_device(sync_runs):
+    single, synced, plain = sync_runs["single"], sync_runs["mirrored_sync"], sync_runs["mirrored"]
+    assert synced["synchronized"] and not plain["synchronized"]
+    for a, b in zip(single["weights"], synced["weights"]):
+        np.testing.assert_allclose(np.array(b), np.array(a), rtol=1e-5, atol=1e-6)
+    # without synchronization, per-replica statistics give a different step (and moving variance)
+    assert any(not np.allclose(np.array(a), np.array(b), rtol=1e-4, atol=1e-6)
+               for a, b in zip(single["weights"], plain["weights"]))

@@ -101,3 +101,36 @@ def scale_learning_rate(learning_rate, strategy, reference_replicas=1):
     the rate when the global batch is held fixed (the recipe's 64 split over replicas).
     """
     return learning_rate * strategy.num_replicas_in_sync / reference_replicas
+
+
+def synchronize_batch_norm(model):
+    """Returns a copy of `model` whose `BatchNormalization` layers compute statistics over the global batch.
+
+    Under a multi-replica strategy each replica normally normalizes with its own slice's statistics,
+    so training differs from one device with the same global batch (and small per-replica batches
+    give noisy statistics). `BatchNormalization(synchronized=True)` all-reduces them across replicas
+    (TensorFlow backend); this clones the model with that set on every BN layer and copies the weights.
+    Build and call it inside `strategy.scope()`.
+
+    Arguments:
+        model: a Functional or Sequential `keras.Model`.
+
+    Returns:
+        The new model, with the same weights.
+
+    Example:
+
+    >>> with strategy.scope():
+    ...     student = tfadakd.distribute.synchronize_batch_norm(tfadakd.models.build("resnet8x4"))
+    """
+    import keras
+
+    def clone(layer):
+        config = layer.get_config()
+        if isinstance(layer, keras.layers.BatchNormalization):
+            config["synchronized"] = True
+        return layer.__class__.from_config(config)
+
+    copy = keras.models.clone_model(model, clone_function=clone)
+    copy.set_weights(model.get_weights())
+    return copy
