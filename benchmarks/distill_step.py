@@ -11,11 +11,12 @@ Prints, for real CIFAR-100 batches of 64 (held in memory, so the input pipeline 
 5. each precision / XLA setting against plain float32 (our adaptive step)
 
 Every step goes through Keras' `train_on_batch` (the teacher forward through a `tf.function`), so
-the Python overhead is the same for all; repetitions cycle through the variants so that background
-load hits them alike.
+the Python overhead is the same for all; repetitions cycle through the variants in a new random order
+each time, so that background load and cache effects hit them alike.
 """
 
 import argparse
+import random
 import statistics
 import time
 
@@ -78,8 +79,12 @@ def measure(variants, batches, repetitions, warmup=3):
     for name, step in variants.items():
         for i in range(warmup):
             step(*batches[i % len(batches)])
+    order = list(variants)
+    shuffle = random.Random(0).shuffle
     for rep in range(repetitions):
-        for name, step in variants.items():
+        shuffle(order)  # no variant always runs right after the same other one
+        for name in order:
+            step = variants[name]
             x, y = batches[rep % len(batches)]
             start = time.perf_counter()
             step(x, y)
