@@ -23,6 +23,9 @@ from _common import default_data_dir
 from distill_step import build_variants, real_batches
 
 
+CONTAINERS = ("Process",)  # the executor's events around the kernels they run
+
+
 def op_times(trace_dir):
     """{op type: total milliseconds} over the host threads of the newest trace in `trace_dir`."""
     paths = sorted(glob.glob(os.path.join(trace_dir, "**", "*.xplane.pb"), recursive=True), key=os.path.getmtime)
@@ -41,6 +44,8 @@ def op_times(trace_dir):
             for event in line.events:
                 name = plane.event_metadata[event.metadata_id].name
                 op_type = name.rsplit(":", 1)[-1] if ":" in name else name
+                if op_type in CONTAINERS:
+                    continue
                 totals[op_type] += event.duration_ps / 1e9
     return totals
 

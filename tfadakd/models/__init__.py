@@ -57,6 +57,7 @@ import keras
 from tfadakd.models._registry import MODELS
 from tfadakd.models import mobilenetv2, resnet, resnetv2, shufflenet, vgg, wrn  # noqa: F401 (register)
 from tfadakd.models._common import ChannelShuffle, ChannelSlice, GroupedConv2D
+from tfadakd.models.batch_norm import FusedBatchNormalization
 
 __all__ = [
     "MODELS",
@@ -69,6 +70,7 @@ __all__ = [
     "ChannelShuffle",
     "ChannelSlice",
     "GroupedConv2D",
+    "FusedBatchNormalization",
 ]
 
 #: Standard feature names, in network order, returned by default by `feature_extractor`.

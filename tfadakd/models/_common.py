@@ -20,6 +20,8 @@ import math
 import keras
 from keras import layers, ops
 
+from tfadakd.models.batch_norm import FusedBatchNormalization
+
 BN_MOMENTUM = 0.9  # PyTorch's momentum=0.1 (Keras keeps 0.9 of the old moving statistic)
 BN_EPSILON = 1e-5  # PyTorch's default
 
@@ -249,7 +251,10 @@ def depthwise_conv(x, kernel_size, strides=1, *, name, depthwise_initializer):
 
 
 def bn(x, name):
-    """`BatchNorm2d` with PyTorch's momentum (0.1) and epsilon (1e-5); gamma 1, beta 0."""
+    """`BatchNorm2d` with PyTorch's momentum (0.1) and epsilon (1e-5); gamma 1, beta 0. Fused kernel
+    (`FusedBatchNormalization`) for the 4-D feature maps, Keras' layer otherwise."""
+    if len(x.shape) == 4:
+        return FusedBatchNormalization(axis=-1, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)(x)
     return layers.BatchNormalization(axis=-1, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)(x)
 
 

@@ -1,0 +1,74 @@
+"""Batch normalization through TensorFlow's fused kernel, a drop-in for `keras.layers.BatchNormalization`."""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+
+# cuDNN's lower bound, which tf.nn.fused_batch_norm applies too: PyTorch's 1e-5 becomes 1.001e-5 (a
+# change of about 1e-8 in the normalizer).
+MIN_EPSILON = 1.001e-5
+
+
+@keras.saving.register_keras_serializable(package="tfadakd")
+class FusedBatchNormalization(keras.layers.BatchNormalization):
+    """`keras.layers.BatchNormalization` computed by TensorFlow's fused kernel (`FusedBatchNormV3`).
+
+    Keras 3 normalizes with separate element-wise ops (moments, subtract, multiply, ...) and, under a
+    mixed precision policy, casts the activations to float32 and back around them. On a CPU these ops
+    and their gradients take most of a CIFAR ResNet's training step (`benchmarks/profile_ops.py`).
+    This layer runs the same computation as one fused kernel (oneDNN's on x86) that takes bfloat16 or
+    float16 activations directly. Same weights, same arguments, same results up to float rounding
+    (tested against `keras.layers.BatchNormalization`; an epsilon below 1.001e-5, cuDNN's bound, is
+    raised to it as `tf.nn.fused_batch_norm` does): the moving statistics are updated with the
+    batch's biased variance, as Keras does.
+
+    The fused kernel is used for 4-D inputs normalized over the last axis with `center` and `scale`
+    on, on the TensorFlow backend; anything else (masks, `renorm`, `synchronized=True`, other axes)
+    falls back to the Keras implementation.
+
+    Example:
+
+    ```python
+    x = keras.Input((32, 32, 16))
+    y = tfadakd.models.FusedBatchNormalization(momentum=0.9, epsilon=1e-5)(x)
+    ```
+    """
+
+    def _fusable(self, inputs, mask):
+        axis = self.axis if isinstance(self.axis, int) else None
+        return (
+            mask is None and not self.renorm and not self.synchronized and self.center and self.scale
+            and keras.backend.backend() == "tensorflow" and len(inputs.shape) == 4 and axis in (-1, 3)
+            and inputs.dtype in (tf.float32, tf.bfloat16, tf.float16)
+        )
+
+    def call(self, inputs, training=None, mask=None):
+        inputs = tf.convert_to_tensor(inputs) if not tf.is_tensor(inputs) else inputs
+        if not self._fusable(inputs, mask):
+            return super().call(inputs, training=training, mask=mask)
+        gamma = tf.convert_to_tensor(self.gamma, tf.float32)
+        beta = tf.convert_to_tensor(self.beta, tf.float32)
+        moving_mean = tf.convert_to_tensor(self.moving_mean, tf.float32)
+        moving_variance = tf.convert_to_tensor(self.moving_variance, tf.float32)
+        epsilon = max(self.epsilon, MIN_EPSILON)
+        if training and self.trainable:
+            empty = tf.constant([], tf.float32)
+            outputs, mean, variance = tf.raw_ops.FusedBatchNormV3(
+                x=inputs, scale=gamma, offset=beta, mean=empty, variance=empty, epsilon=epsilon,
+                data_format="NHWC", is_training=True,
+            )[:3]
+            # The kernel returns the unbiased (Bessel-corrected) variance; Keras averages the biased one.
+            shape = tf.shape(inputs)
+            count = tf.cast(shape[0] * shape[1] * shape[2], tf.float32)
+            variance = variance * (count - 1.0) / tf.maximum(count, 1.0)
+            momentum = self.momentum
+            self.moving_mean.assign(moving_mean * momentum + tf.stop_gradient(mean) * (1.0 - momentum))
+            self.moving_variance.assign(moving_variance * momentum + tf.stop_gradient(variance) * (1.0 - momentum))
+        else:
+            outputs = tf.raw_ops.FusedBatchNormV3(
+                x=inputs, scale=gamma, offset=beta, mean=moving_mean, variance=moving_variance,
+                epsilon=epsilon, data_format="NHWC", is_training=False,
+            )[0]
+        return tf.cast(outputs, self.compute_dtype)
