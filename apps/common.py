@@ -39,7 +39,9 @@ flags.DEFINE_integer("verbose", 1, "Keras fit verbosity: 0 silent, 1 progress ba
 flags.DEFINE_enum("strategy", "default", ["default", "one_device", "mirrored", "multi_worker", "tpu"], "tf.distribute strategy.")
 flags.DEFINE_integer("num_devices", None, "Devices for --strategy=mirrored (default: all GPUs).", lower_bound=1)
 flags.DEFINE_bool("scale_lr", False, "Multiply --learning_rate by the number of replicas (linear scaling rule).")
-flags.DEFINE_enum("mixed_precision", "none", ["none", "mixed_float16", "mixed_bfloat16"], "Keras mixed-precision policy.")
+flags.DEFINE_enum("mixed_precision", "none", ["auto", "none", "mixed_float16", "mixed_bfloat16"],
+                  "Keras precision policy; auto: mixed_bfloat16 on a CPU with AMX/AVX512_BF16 and no GPU, "
+                  "else float32 (tfadakd.precision.default_policy).")
 flags.DEFINE_bool("jit_compile", False, "Compile the training step with XLA.")
 flags.DEFINE_bool("sync_batch_norm", False, "Batch-norm statistics over the global batch across replicas (BatchNormalization(synchronized=True)).")
 
@@ -85,8 +87,10 @@ def setup():
             except RuntimeError:  # TensorFlow already initialized: get_strategy reports the device count
                 pass
     keras.utils.set_random_seed(FLAGS.seed)
-    if FLAGS.mixed_precision != "none":
-        keras.mixed_precision.set_global_policy(FLAGS.mixed_precision)
+    policy = tfadakd.precision.resolve_policy(FLAGS.mixed_precision)
+    keras.mixed_precision.set_global_policy(policy)
+    if FLAGS.mixed_precision == "auto":
+        print(f"--mixed_precision=auto: using the {policy} policy.")
     try:
         strategy = tfadakd.distribute.get_strategy(FLAGS.strategy, FLAGS.num_devices)
         tfadakd.distribute.check_global_batch(FLAGS.batch_size, strategy)

@@ -248,6 +248,22 @@ def test_saved_model_reload_parity(trained_model, test_set, keras_logits, tmp_pa
     np.testing.assert_allclose(outputs.numpy(), keras_logits[:200], atol=1e-5)
 
 
+def test_mixed_bfloat16_model_exports_through_a_float32_copy(trained_model, test_set, keras_logits, tmp_path):
+    assert export.float32_model(trained_model) is trained_model  # float32: no copy
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        bf16 = models.build("resnet8", num_classes=NUM_CLASSES)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    bf16.set_weights(trained_model.get_weights())
+    copy = export.float32_model(bf16)
+    assert copy is not bf16 and all(layer.compute_dtype == "float32" for layer in copy._flatten_layers())
+    assert bf16.compute_dtype == "bfloat16"  # the trained model is left as it is
+    images = test_set[0][:200]
+    path = export.to_tflite(bf16, tmp_path / "bf16.tflite").path  # the converter rejects bf16 convolutions
+    np.testing.assert_allclose(export.predict_tflite(path, images), keras_logits[:200], atol=1e-4)
+
+
 # --------------------------------------------------------------------------------------------------
 # Errors (cheap: raised before any conversion work).
 

@@ -12,6 +12,7 @@ Public API:
 - `tfadakd.runs`: `fit_run`, training into a resumable run directory.
 - `tfadakd.callbacks`: the callbacks `fit_run` uses (atomic checkpoints, CSV log, temperature statistics).
 - `tfadakd.distribute`: `get_strategy` by name.
+- `tfadakd.precision`: `default_policy`, the fastest correct Keras precision policy for the machine.
 - `tfadakd.export`: TFLite / LiteRT and SavedModel export and evaluation.
 - `tfadakd.functional`: the math as pure functions of logits.
 """
@@ -25,6 +26,7 @@ from tfadakd import (
     losses,
     models,
     optimizers,
+    precision,
     runs,
     temperatures,
 )

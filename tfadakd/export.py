@@ -170,6 +170,7 @@ def to_tflite(
             stacklevel=2,
         )
 
+    model = float32_model(model)
     with tempfile.TemporaryDirectory(prefix="tfadakd_export_") as saved_model_dir:
         model.export(
             saved_model_dir, format="tf_saved_model", input_signature=[spec], verbose=False
@@ -224,8 +225,42 @@ def to_saved_model(model, path: PathLike, *, batch_size: Optional[int] = None) -
         raise ValueError(f"batch_size must be None (dynamic) or a positive int, got {batch_size!r}.")
     path = os.fspath(path)
     spec = _input_spec(model, batch_size)
-    model.export(path, format="tf_saved_model", input_signature=[spec], verbose=False)
+    float32_model(model).export(path, format="tf_saved_model", input_signature=[spec], verbose=False)
     return path
+
+
+def float32_model(model):
+    """`model` itself if it computes in float32, else a float32 copy with the same weights.
+
+    A model trained under a mixed precision policy (`mixed_bfloat16`, `mixed_float16`) keeps float32
+    weights but computes in 16 bits; the TFLite converter cannot translate its 16-bit convolutions.
+    Export works on the float32 copy (TFLite's own float16 / int8 modes then quantize it).
+
+    Raises:
+        ValueError: for a mixed-precision model that is not Functional or Sequential (it cannot be
+            cloned): rebuild it under the float32 policy and copy the weights.
+    """
+    import keras
+
+    if all(layer.compute_dtype == "float32" for layer in model._flatten_layers()):
+        return model
+
+    def as_float32(layer):
+        config = layer.get_config()
+        config["dtype"] = "float32"
+        return layer.__class__.from_config(config)
+
+    try:
+        copy = keras.models.clone_model(model, clone_function=as_float32)
+    except Exception as error:  # subclassed models cannot be cloned
+        raise ValueError(
+            f"The model {model.name!r} computes in {model.compute_dtype} and cannot be cloned to float32 "
+            f"for export ({type(error).__name__}: {error}). Build it again under "
+            "keras.mixed_precision.set_global_policy('float32'), copy the weights with "
+            "set_weights(model.get_weights()), and export that copy."
+        ) from error
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def _check_quantization(quantization) -> str:
