@@ -39,7 +39,7 @@ flags.DEFINE_integer("verbose", 1, "Keras fit verbosity: 0 silent, 1 progress ba
 flags.DEFINE_enum("strategy", "default", ["default", "one_device", "mirrored", "multi_worker", "tpu"], "tf.distribute strategy.")
 flags.DEFINE_integer("num_devices", None, "Devices for --strategy=mirrored (default: all GPUs).", lower_bound=1)
 flags.DEFINE_bool("scale_lr", False, "Multiply --learning_rate by the number of replicas (linear scaling rule).")
-flags.DEFINE_enum("mixed_precision", "none", ["auto", "none", "mixed_float16", "mixed_bfloat16"],
+flags.DEFINE_enum("mixed_precision", "auto", ["auto", "none", "mixed_float16", "mixed_bfloat16"],
                   "Keras precision policy; auto: mixed_bfloat16 on a CPU with AMX/AVX512_BF16 and no GPU, "
                   "else float32 (tfadakd.precision.default_policy).")
 flags.DEFINE_bool("jit_compile", False, "Compile the training step with XLA.")

@@ -39,7 +39,9 @@ def export_run(run_dir, modes, dataset, model_name="best", calibration_examples=
     path = os.path.join(run_dir, f"student_{model_name}.keras")
     if not os.path.exists(path):
         common.fail(f"{path} does not exist: pass the directory of a finished run (--run_dir).")
-    model = keras.models.load_model(path)
+    trained = keras.models.load_model(path)
+    # A student trained under a mixed precision policy is exported (and compared) as its float32 copy.
+    model = tfadakd.export.float32_model(trained)
     common_data = dict(data_dir=FLAGS.data_dir, manual_dir=FLAGS.manual_dir)
     try:
         test = tfadakd.data.load_cifar(dataset, "test", batch_size=100, num_examples=test_examples, **common_data)
@@ -57,7 +59,8 @@ def export_run(run_dir, modes, dataset, model_name="best", calibration_examples=
 
     out_dir = os.path.join(run_dir, "export")
     os.makedirs(out_dir, exist_ok=True)
-    report = {"source": path, "dataset": dataset, "test_examples": int(len(labels)), "keras_top1": keras_top1,
+    report = {"source": path, "trained_compute_dtype": str(trained.compute_dtype), "dataset": dataset,
+              "test_examples": int(len(labels)), "keras_top1": keras_top1,
               "interpreter": tfadakd.export.interpreter_backend(), "modes": {}}
     float_size = None
     for mode in modes:

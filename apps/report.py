@@ -64,19 +64,39 @@ def summarize_variants(groups):
             "epochs": sorted({s.get("epochs") for s in summaries}),
             "best_top1": _mean_std([s.get("best_top1") for s in summaries]),
             "last_top1": _mean_std([s.get("last_top1") for s in summaries]),
+            "correlation": _last_epoch_mean(runs, ("logit_correlation",)),
+            "temperature": _last_epoch_mean(runs, ("temperature_p05", "temperature_p50", "temperature_p95")),
             "wall_time": float(np.mean([s.get("wall_time_seconds", 0.0) for s in summaries])),
             "wall_time_total": float(np.sum([s.get("wall_time_seconds", 0.0) for s in summaries])),
         })
     return rows
 
 
+def _last_epoch_mean(runs, columns):
+    """Mean over `runs` of the last epoch's `columns` (a tuple), or None where a run lacks them."""
+    from tfadakd.runs import read_metrics
+
+    values = []
+    for run in runs:
+        rows = read_metrics(run)
+        last = rows[-1] if rows else {}
+        if any(last.get(c) is None for c in columns):
+            return None
+        values.append([last[c] for c in columns])
+    return tuple(float(v) for v in np.mean(values, axis=0)) if values else None
+
+
 def markdown(rows, title="Results"):
     """The report's markdown: the table, the best static temperature, and the tuning-cost comparison."""
-    lines = [f"# {title}", "", "| variant | runs | epochs | best top-1 (%) | last top-1 (%) | wall time per run (s) |",
-             "| --- | ---: | --- | --- | --- | ---: |"]
+    lines = [f"# {title}", "", "| variant | runs | epochs | best top-1 (%) | last top-1 (%) | logit correlation, "
+             "last epoch | temperature p05 / p50 / p95, last epoch | wall time per run (s) |",
+             "| --- | ---: | --- | --- | --- | ---: | --- | ---: |"]
     for r in rows:
         epochs = ",".join(str(e) for e in r["epochs"])
-        lines.append(f"| {r['variant']} | {r['runs']} | {epochs} | {_fmt(r['best_top1'])} | {_fmt(r['last_top1'])} | {r['wall_time']:.0f} |")
+        correlation = "-" if r.get("correlation") is None else f"{r['correlation'][0]:.3f}"
+        temperature = "-" if r.get("temperature") is None else " / ".join(f"{t:.2f}" for t in r["temperature"])
+        lines.append(f"| {r['variant']} | {r['runs']} | {epochs} | {_fmt(r['best_top1'])} | {_fmt(r['last_top1'])} | "
+                     f"{correlation} | {temperature} | {r['wall_time']:.0f} |")
     static = [r for r in rows if STATIC.match(r["variant"]) and r["best_top1"][0] is not None]
     adaptive = [r for r in rows if r["variant"].startswith("adaptive") and r["best_top1"][0] is not None]
     lines.append("")

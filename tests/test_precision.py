@@ -30,3 +30,20 @@ def test_resolve_policy():
     assert precision.resolve_policy("auto") in ("float32", "mixed_bfloat16")
     with pytest.raises(ValueError, match=r"'fp8'.*Valid: auto, none"):
         precision.resolve_policy("fp8")
+
+
+def test_zoo_models_under_mixed_bfloat16_compute_in_bf16_and_output_float32_logits():
+    import keras
+    import numpy as np
+
+    import tfadakd
+
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        model = tfadakd.models.build("resnet8", num_classes=10)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert model.get_layer("stem_conv").compute_dtype == "bfloat16"
+    assert model.get_layer("logits").compute_dtype == "float32"
+    logits = model(np.zeros((2, 32, 32, 3), "float32"))
+    assert logits.dtype == "float32"

@@ -406,6 +406,8 @@ DRIVER = textwrap.dedent(
         # the second replica's half of batch 2.
         import keras, numpy as np, tfadakd
 
+        keras.mixed_precision.set_global_policy("float32")  # the apps run before may have set bf16
+
         def mlp(seed, poisoned=False):
             keras.utils.set_random_seed(seed)
             inputs = keras.Input((6,))

@@ -51,7 +51,8 @@ def test_variants_group_seeds_and_report_mean_and_std(sweep):
 
 def test_markdown_names_best_static_temperature_and_tuning_cost(sweep):
     text = report.markdown(report.summarize_variants(report.group(report.find_runs(sweep))))
-    assert "| kd_T4 | 2 | 2 | 38.00 +- 2.83 | 38.00 +- 2.83 | 24 |" in text
+    assert "| kd_T4 | 2 | 2 | 38.00 +- 2.83 | 38.00 +- 2.83 | 0.600 | - | 24 |" in text
+    assert "| adaptive_both | 2 | 2 | 43.00 +- 1.41 | 43.00 +- 1.41 | 0.600 | 5.50 / 6.50 / 7.50 | 22 |" in text
     assert "Best static temperature of the grid: kd_T4" in text
     assert "2 temperatures x one run each = 44 s" in text
     assert "One adaptive_both run: 22 s, 50% of the grid's training time; +5.00 points" in text

@@ -264,7 +264,8 @@ def relu(x, name):
 
 
 def logits_head(x, num_classes, *, init="torch"):
-    """Global average pooling (layer "pool") and the final Dense (layer "logits", no softmax).
+    """Global average pooling (layer "pool") and the final Dense (layer "logits", no softmax), which
+    computes in float32 under any precision policy (Keras' mixed-precision advice for the output layer).
 
     Arguments:
         x: The last feature map.
@@ -286,4 +287,6 @@ def logits_head(x, num_classes, *, init="torch"):
         kernel_init, bias_init = keras.initializers.RandomNormal(0.0, 0.01), "zeros"
     else:
         raise ValueError(f"Unknown head init {init!r}: use 'torch', 'torch_zero_bias' or 'normal_001'.")
-    return layers.Dense(num_classes, kernel_initializer=kernel_init, bias_initializer=bias_init, name="logits")(x)
+    # float32 whatever the policy: under mixed precision, logits, losses and metrics stay float32.
+    return layers.Dense(num_classes, kernel_initializer=kernel_init, bias_initializer=bias_init, name="logits",
+                        dtype="float32")(x)
