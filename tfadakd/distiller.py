@@ -472,7 +472,8 @@ class Distiller(keras.Model):
         loss_ok = tf.math.is_finite(total)
         if not isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
             # One sum per gradient and one check: a NaN or Inf anywhere makes the total non-finite
-            # (fewer ops than an is_finite per gradient; benchmarks/distill_overhead.py).
+            # (fewer ops than an is_finite per gradient; benchmarks/distill_overhead.py). A finite sum
+            # can only overflow float32 if the gradients are beyond 1e38: a diverged student anyway.
             sums = [tf.reduce_sum(tf.cast(g, "float32")) for g in gradients
                     if g is not None and not isinstance(g, tf.IndexedSlices)]
             if sums:
