@@ -93,3 +93,11 @@ def test_zoo_uses_it_and_round_trips(tmp_path):
     assert isinstance(loaded.get_layer(bn[0].name), FusedBatchNormalization)
     x = np.random.default_rng(3).normal(size=(2, 32, 32, 3)).astype("float32")
     np.testing.assert_array_equal(model.predict(x, verbose=0), loaded.predict(x, verbose=0))
+
+
+def test_synchronize_batch_norm_on_a_zoo_model_uses_keras_synchronized_path():
+    model = tfadakd.distribute.synchronize_batch_norm(tfadakd.models.build("resnet8"))
+    bn = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert bn and all(layer.synchronized for layer in bn)
+    x = tf.zeros((2, 32, 32, 16))
+    assert not any(layer._fusable(x, None) for layer in bn if isinstance(layer, FusedBatchNormalization))
