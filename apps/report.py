@@ -66,6 +66,7 @@ def summarize_variants(groups):
             "last_top1": _mean_std([s.get("last_top1") for s in summaries]),
             "correlation": _last_epoch_mean(runs, ("logit_correlation",)),
             "temperature": _last_epoch_mean(runs, ("temperature_p05", "temperature_p50", "temperature_p95")),
+            "temperature_range": _range(runs),
             "wall_time": float(np.mean([s.get("wall_time_seconds", 0.0) for s in summaries])),
             "wall_time_total": float(np.sum([s.get("wall_time_seconds", 0.0) for s in summaries])),
         })
@@ -86,17 +87,29 @@ def _last_epoch_mean(runs, columns):
     return tuple(float(v) for v in np.mean(values, axis=0)) if values else None
 
 
+def _range(runs):
+    """(smallest temperature_min, largest temperature_max) over every epoch of `runs`, or None."""
+    from tfadakd.runs import read_metrics
+
+    rows = [row for run in runs for row in read_metrics(run)]
+    low = [row["temperature_min"] for row in rows if row.get("temperature_min") is not None]
+    high = [row["temperature_max"] for row in rows if row.get("temperature_max") is not None]
+    return (min(low), max(high)) if low and high else None
+
+
 def markdown(rows, title="Results"):
     """The report's markdown: the table, the best static temperature, and the tuning-cost comparison."""
     lines = [f"# {title}", "", "| variant | runs | epochs | best top-1 (%) | last top-1 (%) | logit correlation, "
-             "last epoch | temperature p05 / p50 / p95, last epoch | wall time per run (s) |",
-             "| --- | ---: | --- | --- | --- | ---: | --- | ---: |"]
+             "last epoch | temperature p05 / p50 / p95, last epoch | temperature min - max, all epochs | "
+             "wall time per run (s) |",
+             "| --- | ---: | --- | --- | --- | ---: | --- | --- | ---: |"]
     for r in rows:
         epochs = ",".join(str(e) for e in r["epochs"])
         correlation = "-" if r.get("correlation") is None else f"{r['correlation'][0]:.3f}"
         temperature = "-" if r.get("temperature") is None else " / ".join(f"{t:.2f}" for t in r["temperature"])
+        extremes = "-" if r.get("temperature_range") is None else "{:.2f} - {:.2f}".format(*r["temperature_range"])
         lines.append(f"| {r['variant']} | {r['runs']} | {epochs} | {_fmt(r['best_top1'])} | {_fmt(r['last_top1'])} | "
-                     f"{correlation} | {temperature} | {r['wall_time']:.0f} |")
+                     f"{correlation} | {temperature} | {extremes} | {r['wall_time']:.0f} |")
     static = [r for r in rows if STATIC.match(r["variant"]) and r["best_top1"][0] is not None]
     adaptive = [r for r in rows if r["variant"].startswith("adaptive") and r["best_top1"][0] is not None]
     lines.append("")

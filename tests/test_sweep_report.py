@@ -17,14 +17,16 @@ import report  # noqa: E402
 def write_run(root, name, accuracies, seconds=10.0, temperatures=None):
     run = root / name
     run.mkdir(parents=True)
-    columns = ["epoch", "val_accuracy", "epoch_seconds", "logit_correlation", "temperature_p05", "temperature_p50", "temperature_p95"]
+    columns = ["epoch", "val_accuracy", "epoch_seconds", "logit_correlation", "temperature_p05", "temperature_p50",
+               "temperature_p95", "temperature_min", "temperature_max"]
     with open(run / "metrics.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         for epoch, acc in enumerate(accuracies):
             t = temperatures[epoch] if temperatures else ""
             writer.writerow({"epoch": epoch, "val_accuracy": acc, "epoch_seconds": seconds, "logit_correlation": 0.5 + 0.1 * epoch,
-                             "temperature_p05": t and t - 1, "temperature_p50": t, "temperature_p95": t and t + 1})
+                             "temperature_p05": t and t - 1, "temperature_p50": t, "temperature_p95": t and t + 1,
+                             "temperature_min": t and t - 2, "temperature_max": t and t + 2})
     return run
 
 
@@ -51,8 +53,8 @@ def test_variants_group_seeds_and_report_mean_and_std(sweep):
 
 def test_markdown_names_best_static_temperature_and_tuning_cost(sweep):
     text = report.markdown(report.summarize_variants(report.group(report.find_runs(sweep))))
-    assert "| kd_T4 | 2 | 2 | 38.00 +- 2.83 | 38.00 +- 2.83 | 0.600 | - | 24 |" in text
-    assert "| adaptive_both | 2 | 2 | 43.00 +- 1.41 | 43.00 +- 1.41 | 0.600 | 5.50 / 6.50 / 7.50 | 22 |" in text
+    assert "| kd_T4 | 2 | 2 | 38.00 +- 2.83 | 38.00 +- 2.83 | 0.600 | - | - | 24 |" in text
+    assert "| adaptive_both | 2 | 2 | 43.00 +- 1.41 | 43.00 +- 1.41 | 0.600 | 5.50 / 6.50 / 7.50 | 3.00 - 9.00 | 22 |" in text
     assert "Best static temperature of the grid: kd_T4" in text
     assert "2 temperatures x one run each = 44 s" in text
     assert "One adaptive_both run: 22 s, 50% of the grid's training time; +5.00 points" in text
