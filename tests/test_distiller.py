@@ -194,6 +194,36 @@ def test_mixed_bfloat16_student_trains_with_float32_losses():
     assert distiller.distillation_loss.compute_dtype == "float32"
 
 
+def test_mixed_float16_scales_the_loss_and_updates_like_float32():
+    """Under mixed_float16 (with a LossScaleOptimizer, which Keras' compile also adds by itself) one step
+    moves the student's weights as float32 does, up to float16 rounding: a loss left unscaled, or
+    scaled twice, would be off by the loss scale."""
+    teacher = cnn(0)
+    x, y = data(16)
+    updates = {}
+    for policy in ("float32", "mixed_float16"):
+        keras.mixed_precision.set_global_policy(policy)
+        try:
+            student = cnn(1)
+            distiller = tfadakd.Distiller(student, teacher)
+            optimizer = keras.optimizers.SGD(0.5)
+            if policy == "mixed_float16":  # a scale that does not overflow on step 1 (2^15 would skip it)
+                optimizer = keras.optimizers.LossScaleOptimizer(optimizer, initial_scale=2.0**6)
+            distiller.compile(optimizer=optimizer)
+        finally:
+            keras.mixed_precision.set_global_policy("float32")
+        before = [w.copy() for w in student.get_weights()]
+        logs = distiller.train_on_batch(x, y, return_dict=True)
+        updates[policy] = ([a - b for a, b in zip(student.get_weights(), before)], logs)
+    assert isinstance(distiller.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert distiller.distillation_loss.compute_dtype == "float32"
+    (full, full_logs), (half, half_logs) = updates["float32"], updates["mixed_float16"]
+    np.testing.assert_allclose(half_logs["loss"], full_logs["loss"], rtol=1e-2)
+    for a, b in zip(half, full):
+        assert np.abs(b).max() > 0
+        np.testing.assert_allclose(a, b, rtol=0.05, atol=0.02 * np.abs(b).max())
+
+
 def test_label_free_distillation_needs_student_loss_weight_zero():
     x, _ = data(16)
     distiller = tfadakd.Distiller(cnn(1), cnn(0), student_loss_weight=0.0, distillation_loss_weight=1.0)
