@@ -1,7 +1,7 @@
 """Choosing the Keras precision policy: the fastest correct one for the machine.
 
 Measured here (`docs/performance.md`): on a CPU with bfloat16 instructions (AMX or AVX512_BF16),
-`mixed_bfloat16` makes the CIFAR distillation step 1.6x (resnet20 -> resnet8) to 2.9x (resnet32x4 ->
+`mixed_bfloat16` makes the CIFAR distillation step 1.7x (resnet20 -> resnet8) to 2.9x (resnet32x4 ->
 resnet8x4) faster than float32, at the same accuracy on a real CIFAR-100 run; without those
 instructions bfloat16 is emulated and slower. On GPUs the choice (float16 with loss scaling, or
 bfloat16 on recent GPUs) is left to the user.
