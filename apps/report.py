@@ -53,33 +53,31 @@ def _fmt(mean_std):
 
 def summarize_variants(groups):
     """Per variant: runs, epochs, best/last top-1 mean and std, mean wall time per run (s)."""
-    from tfadakd.runs import summarize
+    from tfadakd.runs import read_metrics, summarize
 
     rows = []
     for variant, runs in groups.items():
         summaries = [summarize(run) for run in runs]
+        metrics = [read_metrics(run) for run in runs]
         rows.append({
             "variant": variant,
             "runs": len(runs),
             "epochs": sorted({s.get("epochs") for s in summaries}),
             "best_top1": _mean_std([s.get("best_top1") for s in summaries]),
             "last_top1": _mean_std([s.get("last_top1") for s in summaries]),
-            "correlation": _last_epoch_mean(runs, ("logit_correlation",)),
-            "temperature": _last_epoch_mean(runs, ("temperature_p05", "temperature_p50", "temperature_p95")),
-            "temperature_range": _range(runs),
+            "correlation": _last_epoch_mean(metrics, ("logit_correlation",)),
+            "temperature": _last_epoch_mean(metrics, ("temperature_p05", "temperature_p50", "temperature_p95")),
+            "temperature_range": _range(metrics),
             "wall_time": float(np.mean([s.get("wall_time_seconds", 0.0) for s in summaries])),
             "wall_time_total": float(np.sum([s.get("wall_time_seconds", 0.0) for s in summaries])),
         })
     return rows
 
 
-def _last_epoch_mean(runs, columns):
-    """Mean over `runs` of the last epoch's `columns` (a tuple), or None where a run lacks them."""
-    from tfadakd.runs import read_metrics
-
+def _last_epoch_mean(metrics, columns):
+    """Mean over runs (their metrics.csv rows) of the last epoch's `columns`, or None where one lacks them."""
     values = []
-    for run in runs:
-        rows = read_metrics(run)
+    for rows in metrics:
         last = rows[-1] if rows else {}
         if any(last.get(c) is None for c in columns):
             return None
@@ -87,11 +85,9 @@ def _last_epoch_mean(runs, columns):
     return tuple(float(v) for v in np.mean(values, axis=0)) if values else None
 
 
-def _range(runs):
-    """(smallest temperature_min, largest temperature_max) over every epoch of `runs`, or None."""
-    from tfadakd.runs import read_metrics
-
-    rows = [row for run in runs for row in read_metrics(run)]
+def _range(metrics):
+    """(smallest temperature_min, largest temperature_max) over every epoch of the runs, or None."""
+    rows = [row for run_rows in metrics for row in run_rows]
     low = [row["temperature_min"] for row in rows if row.get("temperature_min") is not None]
     high = [row["temperature_max"] for row in rows if row.get("temperature_max") is not None]
     return (min(low), max(high)) if low and high else None

@@ -24,7 +24,7 @@ import tensorflow as tf
 
 import tfadakd
 from _common import default_data_dir
-from distill_step import measure, real_batches
+from distill_step import keras_distiller, measure, real_batches
 
 PIECES = ("correlation", "finite", "labels", "cond", "readback")
 
@@ -76,13 +76,7 @@ def build(teacher_name, student_name, jit):
         d = ablated(removed)(tfadakd.models.build(student_name), teacher, tfadakd.losses.KD(4.0), 0.1, 0.9)
         d.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9), loss=ce, jit_compile=jit)
         steps[name] = d.train_on_batch
-    from keras.distillation import Distiller as KerasDistiller, LogitsDistillation
-
-    theirs = KerasDistiller(teacher=teacher, student=tfadakd.models.build(student_name),
-                            distillation_losses=LogitsDistillation(temperature=4.0, loss=keras.losses.KLDivergence()),
-                            student_loss_weight=0.1)
-    theirs.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9), loss=ce, jit_compile=jit)
-    steps["keras.distillation"] = theirs.train_on_batch
+    steps["keras.distillation"] = keras_distiller(teacher, student_name, ce, jit).train_on_batch
     return steps
 
 

@@ -21,7 +21,6 @@ import statistics
 import time
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 import tfadakd
@@ -31,6 +30,20 @@ def real_batches(n_batches, batch_size, data_dir):
     ds = tfadakd.data.load_cifar("cifar100", "train", batch_size=batch_size, num_examples=n_batches * batch_size,
                                  seed=0, data_dir=data_dir)
     return [(tf.constant(x), tf.constant(y)) for x, y in ds]
+
+
+def keras_distiller(teacher, student_name, loss, jit):
+    """`keras.distillation.Distiller` at T=4 with the correct `KLDivergence` loss (softmax and T^2),
+    compiled like ours; None on a Keras without `keras.distillation`."""
+    try:
+        from keras.distillation import Distiller, LogitsDistillation
+    except ImportError:
+        return None
+    theirs = Distiller(teacher=teacher, student=tfadakd.models.build(student_name),
+                       distillation_losses=LogitsDistillation(temperature=4.0, loss=keras.losses.KLDivergence()),
+                       student_loss_weight=0.1)
+    theirs.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9), loss=loss, jit_compile=jit)
+    return theirs
 
 
 def build_variants(teacher_name, student_name, precision, jit):
@@ -54,22 +67,15 @@ def build_variants(teacher_name, student_name, precision, jit):
         return d
 
     adaptive, static = distiller("adaptive"), distiller(4.0)
+    theirs = keras_distiller(teacher, student_name, ce, jit)
     variants = {
         "student step": lambda x, y: student.train_on_batch(x, y),
         "teacher forward": lambda x, y: forward(x).numpy(),
         "distill adaptive": lambda x, y: adaptive.train_on_batch(x, y),
         "distill static T=4": lambda x, y: static.train_on_batch(x, y),
     }
-    try:
-        from keras.distillation import Distiller as KerasDistiller, LogitsDistillation
-
-        theirs = KerasDistiller(teacher=teacher, student=tfadakd.models.build(student_name),
-                                distillation_losses=LogitsDistillation(temperature=4.0, loss=keras.losses.KLDivergence()),
-                                student_loss_weight=0.1)
-        theirs.compile(optimizer=sgd(), loss=ce, jit_compile=jit)
+    if theirs is not None:
         variants["keras.distillation T=4"] = lambda x, y: theirs.train_on_batch(x, y)
-    except ImportError:
-        pass
     keras.mixed_precision.set_global_policy("float32")
     return variants
 

@@ -73,8 +73,7 @@ def main():
         path = os.path.join(tmp, "batches.npz")
         np.savez(path, images=np.stack([x.numpy() for x, _ in batches]), labels=np.stack([y.numpy() for _, y in batches]))
         worker = TorchWorker(args.pair, path, TORCH_VARIANTS)
-    ours = {name: sum(int(np.prod(w.shape)) for w in tfadakd.models.build(name).trainable_weights)
-            for name in (teacher, student)}
+    ours = {name: tfadakd.models.count_params(tfadakd.models.build(name)) for name in (teacher, student)}
     for name in ours:
         if int(worker.parameters[name]) != ours[name]:
             raise SystemExit(f"{name}: PyTorch model has {worker.parameters[name]} parameters, Keras {ours[name]}")

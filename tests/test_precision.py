@@ -1,7 +1,10 @@
 """tfadakd.precision: the default policy follows the CPU's bfloat16 support."""
 
+import keras
+import numpy as np
 import pytest
 
+import tfadakd
 from tfadakd import precision
 
 
@@ -33,11 +36,6 @@ def test_resolve_policy():
 
 
 def test_zoo_models_under_mixed_bfloat16_compute_in_bf16_and_output_float32_logits():
-    import keras
-    import numpy as np
-
-    import tfadakd
-
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
         model = tfadakd.models.build("resnet8", num_classes=10)

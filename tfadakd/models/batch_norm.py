@@ -45,7 +45,7 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
         )
 
     def call(self, inputs, training=None, mask=None):
-        inputs = tf.convert_to_tensor(inputs) if not tf.is_tensor(inputs) else inputs
+        inputs = tf.convert_to_tensor(inputs)
         if not self._fusable(inputs, mask):
             return super().call(inputs, training=training, mask=mask)
         gamma = tf.convert_to_tensor(self.gamma, tf.float32)
