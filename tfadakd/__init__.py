@@ -44,6 +44,7 @@ __all__ = [
     "losses",
     "models",
     "optimizers",
+    "precision",
     "runs",
     "temperatures",
     "__version__",

@@ -41,25 +41,36 @@ def cpu_has_bfloat16(flags=None):
     return any(flag in flags for flag in BFLOAT16_CPU_FLAGS)
 
 
-def default_policy(flags=None):
+def visible_accelerators():
+    """The GPUs and TPUs TensorFlow sees, as a list of `tf.config.PhysicalDevice` (empty on a CPU host)."""
+    return tf.config.list_physical_devices("GPU") + tf.config.list_physical_devices("TPU")
+
+
+def default_policy(flags=None, accelerators=None):
     """`"mixed_bfloat16"` when training runs on a CPU with native bfloat16 instructions and no GPU or
     TPU is visible, `"float32"` otherwise.
 
     Arguments:
         flags: CPU flags to decide from (default: this machine's, from /proc/cpuinfo).
+        accelerators: the visible GPUs / TPUs to decide from (default: `visible_accelerators()`);
+            any non-empty sequence means "not a CPU-only machine".
     """
-    accelerators = tf.config.list_physical_devices("GPU") + tf.config.list_physical_devices("TPU")
+    accelerators = visible_accelerators() if accelerators is None else list(accelerators)
     return "mixed_bfloat16" if not accelerators and cpu_has_bfloat16(flags) else "float32"
 
 
-def resolve_policy(name):
+def resolve_policy(name, flags=None, accelerators=None):
     """Maps a policy name, `"auto"` (see `default_policy`) or `"none"` (float32) to a Keras policy name.
+
+    Arguments:
+        name: `"auto"`, `"none"` or one of `POLICIES`.
+        flags, accelerators: passed to `default_policy` for `"auto"` (default: this machine's).
 
     Raises:
         ValueError: naming the valid choices.
     """
     if name == "auto":
-        return default_policy()
+        return default_policy(flags, accelerators)
     if name == "none":
         return "float32"
     if name not in POLICIES:
