@@ -113,7 +113,7 @@ def test_killed_run_resumes_from_the_last_completed_epoch(teacher, tfds_data_dir
         (["--temperature=standardized", "--nostandardize"], "standardize=True"),
         (["--lr_milestones=5,3"], "increasing"),
         (["--export_tflite=int4"], "Unknown --export_tflite mode(s) ['int4']"),
-        (["--static_temperature=-1", "--temperature=static"], "temperature must be positive and finite, got -1.0"),
+        (["--static_temperature=-1", "--temperature=static"], "Static `temperature` must be a finite number > 0, got -1.0"),
     ],
 )
 def test_bad_flags_fail_with_a_clear_message(args, message):

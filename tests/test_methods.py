@@ -80,7 +80,7 @@ def test_standardized_equals_formula_and_requires_standardization():
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="standardize=True"):
         KD(Standardized(2.0))
-    with pytest.raises(ValueError, match="Standardized temperature must be positive.*0"):
+    with pytest.raises(ValueError, match=r"Standardized `base` must be a finite number > 0, got 0 \(a int\)"):
         Standardized(0)
 
 

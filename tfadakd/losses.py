@@ -14,13 +14,12 @@ per_sample, T = kd(teacher_logits, student_logits, return_temperature=True)
 ```
 """
 
-import math
-
 import keras
 import tensorflow as tf
 
 from tfadakd import functional as F
 from tfadakd import temperatures as temperatures_lib
+from tfadakd._checks import check_number
 from tfadakd.registry import Registry
 
 #: Distillation losses by name, for apps and flag files (`--method=kd`).
@@ -157,6 +156,11 @@ class DKD(DistillationLoss):
         standardize: z-score the logits first.
         warmup_epochs: epochs of linear warm-up (20); 0 disables it.
 
+    `alpha`, `beta` and `warmup_epochs` are finite Python or NumPy numbers >= 0.
+
+    Raises:
+        ValueError: for a numeric argument that is not a finite number >= 0, naming it.
+
     Example:
 
     >>> dkd = tfadakd.losses.DKD(beta=8.0, temperature=tfadakd.temperatures.AdaptiveMaxLogit(),
@@ -166,10 +170,9 @@ class DKD(DistillationLoss):
 
     def __init__(self, alpha=1.0, beta=8.0, temperature=4.0, standardize=False, warmup_epochs=20, **kwargs):
         super().__init__(temperature=temperature, standardize=standardize, **kwargs)
-        for name, value in (("alpha", alpha), ("beta", beta), ("warmup_epochs", warmup_epochs)):
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-                raise ValueError(f"DKD `{name}` must be a finite number >= 0, got {value!r}.")
-        self.alpha, self.beta, self.warmup_epochs = float(alpha), float(beta), float(warmup_epochs)
+        self.alpha = check_number("alpha", alpha, minimum=0, owner="DKD")
+        self.beta = check_number("beta", beta, minimum=0, owner="DKD")
+        self.warmup_epochs = check_number("warmup_epochs", warmup_epochs, minimum=0, owner="DKD")
 
     def warmup_factor(self, epoch):
         if epoch is None or self.warmup_epochs == 0:

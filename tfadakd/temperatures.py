@@ -13,11 +13,13 @@ T = scheme(teacher_logits, student_logits)      # shape (batch, 1), one temperat
 """
 
 import math
+import numbers
 
 import keras
 import tensorflow as tf
 
 from tfadakd import functional as F
+from tfadakd._checks import check_number
 from tfadakd.registry import Registry
 
 #: Temperature schemes by name, for apps and flag files (`--temperature=adaptive`).
@@ -66,10 +68,11 @@ class Static(Temperature):
     """One fixed temperature for every sample (Hinton et al.'s KD).
 
     Arguments:
-        temperature: a positive, finite float (4.0 in the RepDistiller / mdistiller recipe).
+        temperature: a positive, finite Python or NumPy number (4.0 in the RepDistiller / mdistiller
+            recipe).
 
     Raises:
-        ValueError: if `temperature` is not a positive finite number.
+        ValueError: if `temperature` is not a positive finite number (a string such as `"4"` included).
 
     Example:
 
@@ -78,18 +81,13 @@ class Static(Temperature):
 
     def __init__(self, temperature=4.0, **kwargs):
         super().__init__(**kwargs)
-        try:
-            value = float(temperature)
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"{type(self).__name__} temperature must be a number, got {temperature!r}."
-            ) from None
-        if not (math.isfinite(value) and value > 0):
-            raise ValueError(
-                f"{type(self).__name__} temperature must be positive and finite, got {temperature!r}. "
-                "Typical values are 1 to 8 (4 in the reference recipe)."
-            )
-        self.temperature = value
+        self.temperature = check_number(
+            self._argument_name, temperature, minimum=0, exclusive_minimum=True, owner=type(self).__name__,
+            hint=self._typical_values,
+        )
+
+    _argument_name = "temperature"
+    _typical_values = "Typical values are 1 to 8 (4 in the reference recipe)."
 
     def call(self, teacher_logits, student_logits, epoch=None):
         batch = tf.shape(teacher_logits)[0]
@@ -114,7 +112,8 @@ class AdaptiveMaxLogit(Temperature):
             0 and the temperature would be 0).
 
     Raises:
-        ValueError: for an unknown `source` or a non-positive `scale`.
+        ValueError: for an unknown `source`, or a `scale` or `min_temperature` that is not a positive
+            finite number.
 
     Example:
 
@@ -130,15 +129,11 @@ class AdaptiveMaxLogit(Temperature):
             raise ValueError(
                 f"AdaptiveMaxLogit source must be one of {self.SOURCES}, got {source!r}."
             )
-        if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
-            raise ValueError(f"AdaptiveMaxLogit scale must be a positive number, got {scale!r}.")
-        if not (isinstance(min_temperature, (int, float)) and min_temperature > 0):
-            raise ValueError(
-                f"AdaptiveMaxLogit min_temperature must be positive, got {min_temperature!r}."
-            )
         self.source = source
-        self.scale = float(scale)
-        self.min_temperature = float(min_temperature)
+        self.scale = check_number("scale", scale, minimum=0, exclusive_minimum=True, owner="AdaptiveMaxLogit")
+        self.min_temperature = check_number(
+            "min_temperature", min_temperature, minimum=0, exclusive_minimum=True, owner="AdaptiveMaxLogit"
+        )
 
     def call(self, teacher_logits, student_logits, epoch=None):
         peak = F.max_abs_logit(teacher_logits)
@@ -163,7 +158,8 @@ class Standardized(Static):
     it otherwise.
 
     Arguments:
-        base: the base temperature (2 in the reference settings, 3 for some pairs).
+        base: the base temperature, a positive finite number (2 in the reference settings, 3 for some
+            pairs).
 
     Example:
 
@@ -171,6 +167,9 @@ class Standardized(Static):
     """
 
     requires_standardized = True
+
+    _argument_name = "base"
+    _typical_values = "The reference settings use 2 (3 for some pairs)."
 
     def __init__(self, base=2.0, **kwargs):
         super().__init__(temperature=base, **kwargs)
@@ -203,9 +202,7 @@ class NormKD(Temperature):
 
     def __init__(self, scale=2.0, **kwargs):
         super().__init__(**kwargs)
-        if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
-            raise ValueError(f"NormKD scale must be a positive number, got {scale!r}.")
-        self.scale = float(scale)
+        self.scale = check_number("scale", scale, minimum=0, exclusive_minimum=True, owner="NormKD")
 
     def call(self, teacher_logits, student_logits, epoch=None):
         return tf.stop_gradient(self.scale * F.standard_deviation(teacher_logits))
@@ -253,9 +250,15 @@ class Learnable(Temperature):
         mode: `"global"` (one scalar `theta`, initialized to 1 as in CTKD) or `"instance"` (a small
             MLP on the concatenated teacher and student logits, no gradient into the logits, giving
             one `theta` per sample).
-        t_start, t_range: `tau` lies in `(t_start, t_start + t_range)`: (1, 21) by default.
-        hidden_units: width of the instance MLP's hidden layer.
-        reversal_epochs, max_reversal: the gradient-reversal schedule (see `reversal_factor`).
+        t_start, t_range: `tau` lies in `(t_start, t_start + t_range)`: (1, 21) by default; both
+            positive finite numbers.
+        hidden_units: width of the instance MLP's hidden layer (an integer >= 1).
+        reversal_epochs, max_reversal: the gradient-reversal schedule (see `reversal_factor`): an
+            integer >= 1 and a finite number >= 0.
+
+    Raises:
+        ValueError: for an unknown `mode` or a numeric argument outside the ranges above (NaN and
+            infinities included), naming the argument.
 
     Example:
 
@@ -277,16 +280,15 @@ class Learnable(Temperature):
         super().__init__(**kwargs)
         if mode not in self.MODES:
             raise ValueError(f"Learnable mode must be one of {self.MODES}, got {mode!r}.")
-        if not (t_start > 0 and t_range > 0):
-            raise ValueError(
-                f"Learnable needs t_start > 0 and t_range > 0, got t_start={t_start!r}, t_range={t_range!r}."
-            )
-        if int(reversal_epochs) <= 0:
-            raise ValueError(f"reversal_epochs must be positive, got {reversal_epochs!r}.")
+        positive = dict(minimum=0, exclusive_minimum=True, owner="Learnable")
         self.mode = mode
-        self.t_start, self.t_range = float(t_start), float(t_range)
-        self.hidden_units = int(hidden_units)
-        self.reversal_epochs, self.max_reversal = int(reversal_epochs), float(max_reversal)
+        self.t_start = check_number("t_start", t_start, **positive)
+        self.t_range = check_number("t_range", t_range, **positive)
+        self.hidden_units = check_number("hidden_units", hidden_units, integer=True, minimum=1, owner="Learnable")
+        self.reversal_epochs = check_number(
+            "reversal_epochs", reversal_epochs, integer=True, minimum=1, owner="Learnable"
+        )
+        self.max_reversal = check_number("max_reversal", max_reversal, minimum=0, owner="Learnable")
         if mode == "global":
             self.theta = self.add_weight(
                 name="theta", shape=(), initializer=keras.initializers.Constant(1.0)
@@ -342,7 +344,7 @@ def get(identifier):
         return identifier
     if isinstance(identifier, bool):
         raise ValueError(f"Cannot interpret {identifier!r} as a temperature scheme.")
-    if isinstance(identifier, (int, float)):
+    if isinstance(identifier, numbers.Real):  # Python and NumPy numbers alike
         return Static(identifier)
     if isinstance(identifier, str):
         return TEMPERATURES.build(identifier)
