@@ -129,16 +129,19 @@ def mlp(seed, classes=10):
     return keras.Model(inputs, keras.layers.Dense(classes)(keras.layers.Dense(16, activation="relu")(inputs)))
 
 
+#: name -> (the loss, the number of weights its temperature scheme trains). Only the learnable schemes
+#: own weights (CTKD's global theta; the instance MLP's two kernels and two biases); the others must own
+#: none, so that nothing but the student trains.
 COMBINATIONS = {
-    "kd-static": lambda: KD(4.0),
-    "kd-adaptive": lambda: KD(AdaptiveMaxLogit(), standardize=True),
-    "kd-standardized": lambda: KD(Standardized(2.0), standardize=True),
-    "kd-normkd": lambda: KD(NormKD(2.0)),
-    "kd-learnable-global": lambda: KD(Learnable("global")),
-    "kd-learnable-instance": lambda: KD(Learnable("instance", hidden_units=8)),
-    "dkd-static": lambda: DKD(beta=8.0, temperature=4.0, warmup_epochs=2),
-    "dkd-adaptive": lambda: DKD(beta=2.0, temperature=AdaptiveMaxLogit("teacher"), standardize=True),
-    "dkd-learnable": lambda: DKD(temperature=Learnable("global")),
+    "kd-static": (lambda: KD(4.0), 0),
+    "kd-adaptive": (lambda: KD(AdaptiveMaxLogit(), standardize=True), 0),
+    "kd-standardized": (lambda: KD(Standardized(2.0), standardize=True), 0),
+    "kd-normkd": (lambda: KD(NormKD(2.0)), 0),
+    "kd-learnable-global": (lambda: KD(Learnable("global")), 1),
+    "kd-learnable-instance": (lambda: KD(Learnable("instance", hidden_units=8)), 4),
+    "dkd-static": (lambda: DKD(beta=8.0, temperature=4.0, warmup_epochs=2), 0),
+    "dkd-adaptive": (lambda: DKD(beta=2.0, temperature=AdaptiveMaxLogit("teacher"), standardize=True), 0),
+    "dkd-learnable": (lambda: DKD(temperature=Learnable("global")), 1),
 }
 
 
@@ -146,17 +149,25 @@ COMBINATIONS = {
 def test_each_combination_fits_and_round_trips(name, tmp_path):
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(32, 12)).astype("float32"), rng.integers(0, 10, 32)
-    loss = COMBINATIONS[name]()
+    make_loss, trained_weights = COMBINATIONS[name]
+    loss = make_loss()
     distiller = tfadakd.Distiller(mlp(1), mlp(0), loss, student_loss_weight=1.0, distillation_loss_weight=1.0)
     distiller.compile(optimizer=tfadakd.optimizers.SGD(0.1), metrics=["accuracy"])
-    scheme_weights = [w.numpy().copy() for w in loss.trainable_weights]
+    loss(np.zeros((2, 10), "float32"), np.zeros((2, 10), "float32"), labels=np.zeros(2, "int32"))  # builds
+    scheme_before = [w.numpy().copy() for w in loss.weights]
+    student_before = [w.numpy().copy() for w in distiller.student.trainable_weights]
     logs = distiller.fit(x, y, batch_size=16, epochs=2, verbose=0).history
     assert np.all(np.isfinite(logs["loss"])) and len(logs["temperature"]) == 2
+    assert np.all(np.isfinite(logs["temperature"])) and min(logs["temperature"]) > 0
     assert np.all(np.isfinite(logs["logit_correlation"]))
     assert float(distiller.epoch.numpy()) == 1.0
-    # learnable schemes train with the student's optimizer
-    for before, after in zip(scheme_weights, loss.trainable_weights):
-        assert not np.array_equal(before, after.numpy())
+    assert all(not np.array_equal(b, a.numpy()) for b, a in zip(student_before, distiller.student.trainable_weights))
+    # Exactly the learnable schemes own weights, and every one of them trains with the student's
+    # optimizer; the other schemes own none.
+    assert len(loss.trainable_weights) == len(loss.weights) == len(scheme_before) == trained_weights
+    for before, after in zip(scheme_before, loss.weights, strict=True):
+        assert not np.array_equal(before, after.numpy()), after.path
+
     path = tmp_path / f"{name}.keras"
     distiller.save(path)
     loaded = keras.models.load_model(path)
@@ -166,10 +177,18 @@ def test_each_combination_fits_and_round_trips(name, tmp_path):
     for key, value in loss.get_config().items():
         if key != "temperature":
             assert loaded.distillation_loss.get_config()[key] == value, key
-    for a, b in zip(loss.weights, loaded.distillation_loss.weights):
+    assert len(loaded.distillation_loss.weights) == trained_weights
+    for a, b in zip(loss.weights, loaded.distillation_loss.weights, strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     assert float(loaded.epoch.numpy()) == 1.0
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), distiller.predict(x, verbose=0))
+    # The reloaded loss computes the same values and temperatures, trained weights included.
+    t = distiller.teacher.predict(x, verbose=0)
+    s = distiller.student.predict(x, verbose=0)
+    want, want_t = loss(t, s, labels=y, return_temperature=True)
+    got, got_t = loaded.distillation_loss(t, s, labels=y, return_temperature=True)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(got_t.numpy(), want_t.numpy(), rtol=1e-6)
 
 
 def test_dkd_warmup_follows_the_real_epoch_during_fit_and_resume():
