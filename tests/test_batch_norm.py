@@ -7,6 +7,7 @@ import tensorflow as tf
 
 import tfadakd
 from tfadakd.models import FusedBatchNormalization
+from tfadakd.models import batch_norm as batch_norm_module
 
 
 def _weights(rng, channels):
@@ -101,3 +102,41 @@ def test_synchronize_batch_norm_on_a_zoo_model_uses_keras_synchronized_path():
     assert bn and all(layer.synchronized for layer in bn)
     x = tf.zeros((2, 32, 32, 16))
     assert not any(layer._fusable(x, None) for layer in bn if isinstance(layer, FusedBatchNormalization))
+
+
+class _NoTensorFlow:
+    """Stands in for the `tf` module of batch_norm.py: any use of it fails the test."""
+
+    def __getattr__(self, name):
+        raise AssertionError(f"tf.{name} was used although the Keras backend is not TensorFlow")
+
+
+def _spy_on_keras_call(monkeypatch):
+    calls = []
+
+    def keras_call(self, inputs, training=None, mask=None):
+        calls.append(inputs)
+        return "keras"
+
+    monkeypatch.setattr(keras.layers.BatchNormalization, "call", keras_call)
+    return calls
+
+
+def test_other_backends_reach_the_keras_fallback_without_any_tensorflow_op(monkeypatch):
+    layer = FusedBatchNormalization()
+    layer.build((2, 4, 4, 3))
+    calls = _spy_on_keras_call(monkeypatch)
+    monkeypatch.setattr(batch_norm_module.keras.backend, "backend", lambda: "jax")
+    monkeypatch.setattr(batch_norm_module, "tf", _NoTensorFlow())
+    x = np.zeros((2, 4, 4, 3), "float32")  # 4-D float32 NHWC: would be fused on TensorFlow
+    for training in (True, False):
+        assert layer.call(x, training=training) == "keras"
+    assert len(calls) == 2 and all(inputs is x for inputs in calls)  # handed over untouched
+
+
+def test_the_tensorflow_backend_takes_the_fused_kernel_not_the_fallback(monkeypatch):
+    layer = FusedBatchNormalization()
+    layer.build((2, 4, 4, 3))
+    calls = _spy_on_keras_call(monkeypatch)
+    out = layer.call(np.ones((2, 4, 4, 3), "float32"), training=True)
+    assert calls == [] and tuple(out.shape) == (2, 4, 4, 3)

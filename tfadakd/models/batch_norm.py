@@ -24,9 +24,10 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     raised to it as `tf.nn.fused_batch_norm` does): the moving statistics are updated with the
     batch's biased variance, as Keras does.
 
-    The fused kernel is used for 4-D inputs normalized over the last axis with `center` and `scale`
-    on, on the TensorFlow backend; anything else (masks, `renorm`, `synchronized=True`, other axes)
-    falls back to the Keras implementation.
+    The fused kernel is used for 4-D float32 / bfloat16 / float16 inputs normalized over the last
+    axis with `center` and `scale` on, on the TensorFlow backend; anything else (masks, `renorm`,
+    `synchronized=True`, other axes or ranks, another Keras backend) falls back to the Keras
+    implementation, which receives the inputs untouched (on another backend no TensorFlow op runs).
 
     Example:
 
@@ -37,17 +38,21 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     """
 
     def _fusable(self, inputs, mask):
+        """Whether the fused kernel applies; checks the backend before touching `inputs` with TF."""
+        if keras.backend.backend() != "tensorflow":
+            return False
+        inputs = tf.convert_to_tensor(inputs)
         axis = self.axis if isinstance(self.axis, int) else None
         return (
             mask is None and not self.renorm and not self.synchronized and self.center and self.scale
-            and keras.backend.backend() == "tensorflow" and len(inputs.shape) == 4 and axis in (-1, 3)
+            and len(inputs.shape) == 4 and axis in (-1, 3)
             and inputs.dtype in (tf.float32, tf.bfloat16, tf.float16)
         )
 
     def call(self, inputs, training=None, mask=None):
-        inputs = tf.convert_to_tensor(inputs)
         if not self._fusable(inputs, mask):
             return super().call(inputs, training=training, mask=mask)
+        inputs = tf.convert_to_tensor(inputs)
         gamma = tf.convert_to_tensor(self.gamma, tf.float32)
         beta = tf.convert_to_tensor(self.beta, tf.float32)
         moving_mean = tf.convert_to_tensor(self.moving_mean, tf.float32)
