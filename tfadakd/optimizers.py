@@ -57,7 +57,6 @@ class SGD(keras.optimizers.Optimizer):
         name="sgd_torch",
         **kwargs,
     ):
-        kwargs.pop("weight_decay", None)
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
         if isinstance(learning_rate, (int, float)) and learning_rate < 0:
             raise ValueError(f"`learning_rate` must be >= 0, got {learning_rate!r}.")
