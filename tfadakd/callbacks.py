@@ -154,9 +154,14 @@ class ResumeCheckpoint(keras.callbacks.Callback):
     The state is the model's weights with the optimizer's variables (momentum, iteration count)
     and, for a `Distiller`, its epoch counter, in `epoch-{N}.weights.h5`, plus `state.json`, which
     names the last complete checkpoint and is replaced atomically only after that file is complete.
-    A run killed during a write resumes from the previous epoch. Unlike
-    `keras.callbacks.BackupAndRestore`, it builds the optimizer before restoring, so momentum
-    buffers are not silently dropped.
+    A run killed during a write resumes from the previous epoch. `restore` builds the optimizer
+    before loading, so the momentum buffers come back too; `keras.callbacks.BackupAndRestore` does
+    the same since Keras 3.3 (this package needs 3.6). What differs from it: each file is written
+    under a temporary name and renamed, where `BackupAndRestore` overwrites `latest.weights.h5` in
+    place and then its epoch file (a kill during the write leaves a truncated file, which only its
+    `double_checkpoint=True` recovers from; a kill between the two, new weights with the old epoch);
+    non-finite weights are never written (below); a checkpoint of another model is refused with a
+    message naming the folder; and the checkpoints are kept after training.
 
     Weights that contain NaN or Inf are never written: `on_epoch_end` then raises
     `tfadakd.distiller.NonFiniteError` and the last good checkpoint stays in place.

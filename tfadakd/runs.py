@@ -17,7 +17,7 @@ A run directory holds:
 | `metrics.csv` | one row per completed epoch: losses, accuracies, temperature mean and percentiles, logit correlation, epoch time |
 | `tensorboard/` | TensorBoard logs |
 | `student_best.keras`, `student_final.keras` | the saved model, best by validation top-1 and the last |
-| `checkpoints/` | the resumable state (weights, optimizer, epoch) of the last completed epoch |
+| `checkpoints/` | the resumable state (weights, optimizer, epoch) of the last two completed epochs (`keep_checkpoints=2`: a damaged newest file falls back to the one before), and `state.json` naming the newest |
 | `results.json` | best and last top-1 / top-5, epochs, wall time (written when the run completes) |
 
 Rerunning the same command after the process was killed continues from the last completed epoch.
