@@ -150,3 +150,34 @@ def test_temperature_monitor_reports_the_losses_own_temperatures(tmp_path):
     np.testing.assert_allclose(rows[0]["temperature_p50"], np.percentile(temperature, 50), rtol=1e-5)
     np.testing.assert_allclose(rows[0]["temperature_max"], temperature.max(), rtol=1e-5)
     assert rows[0]["temperature_min"] <= rows[0]["temperature_p05"] <= rows[0]["temperature_p95"]
+
+
+def test_validation_chooses_the_epoch_and_the_test_set_is_only_reported(tmp_path):
+    train, _ = datasets()
+    rng = np.random.default_rng(1)
+    x_test, y_test = rng.normal(size=(32, 6)).astype("float32"), rng.integers(0, 5, 32)
+    test = tf.data.Dataset.from_tensor_slices((x_test, y_test)).batch(16)
+    distiller = make_distiller()
+    results = fit_run(distiller, train, train.take(1), tmp_path, epochs=4, model_to_save=distiller.student,
+                      verbose=0, test_data=test, temperature_batches=0)
+
+    rows = read_metrics(tmp_path)
+    val, test_acc = [r["val_accuracy"] for r in rows], [r["test_accuracy"] for r in rows]
+    chosen = int(np.argmax(val))  # the first epoch with the best validation accuracy
+    assert results["best_epoch"] == chosen and results["best_top1"] == pytest.approx(100 * val[chosen])
+    assert results["test_top1_selected"] == pytest.approx(100 * test_acc[chosen])
+    assert results["test_top1_last"] == pytest.approx(100 * test_acc[-1])
+    # The last row's test accuracy is the final student's, computed here independently.
+    predictions = np.argmax(distiller.student.predict(x_test, verbose=0), axis=-1)
+    assert test_acc[-1] == pytest.approx(np.mean(predictions == y_test))
+    assert "test_loss" in rows[0] and val != test_acc
+    saved = cb.read_json(tmp_path / "student_best.keras.json")
+    assert saved["epoch"] == chosen and saved["monitor"] == "val_accuracy"
+
+
+def test_without_test_data_no_test_columns_are_reported(tmp_path):
+    train, test = datasets()
+    distiller = make_distiller()
+    results = fit_run(distiller, train, test, tmp_path, epochs=1, model_to_save=distiller.student, verbose=0)
+    assert not any(k.startswith("test_") for k in results)
+    assert not any(k.startswith("test_") for k in read_metrics(tmp_path)[0])

@@ -359,6 +359,34 @@ class CSVLogger(keras.callbacks.Callback):
         atomic_write_text(self.path, buffer.getvalue())
 
 
+class TestEvaluation(keras.callbacks.Callback):
+    """Evaluates the model on held-out test data after each epoch and adds `test_<metric>` to the logs.
+
+    The test set is only reported, never used to choose: model selection (`SaveModel`) monitors the
+    validation logs (`val_accuracy`). Place it before the loggers in the callback list.
+
+    Arguments:
+        data: a dataset of `(images, labels)` batches, e.g. the test split.
+
+    Example:
+
+    ```python
+    model.fit(train, validation_data=validation, callbacks=[TestEvaluation(test), CSVLogger("m.csv")])
+    # metrics.csv then has val_accuracy (chosen on) and test_accuracy (reported) per epoch.
+    ```
+    """
+
+    def __init__(self, data):
+        super().__init__()
+        self.data = data
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        results = self.model.evaluate(self.data, verbose=0, return_dict=True)
+        logs.update({f"test_{name}": float(value) for name, value in results.items()})
+
+
 class TemperatureMonitor(keras.callbacks.Callback):
     """Adds per-sample temperature statistics of a `Distiller` to the epoch logs.
 

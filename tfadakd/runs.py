@@ -14,9 +14,9 @@ A run directory holds:
 | file | what |
 | --- | --- |
 | `config.json` | the exact configuration (the apps write their flags here) |
-| `metrics.csv` | one row per completed epoch: losses, accuracies, temperature mean and percentiles, logit correlation, epoch time |
+| `metrics.csv` | one row per completed epoch: losses, accuracies (`val_*` on the validation data, `test_*` on the test data when given), temperature mean and percentiles, logit correlation, epoch time |
 | `tensorboard/` | TensorBoard logs |
-| `student_best.keras`, `student_final.keras` | the saved model, best by validation top-1 and the last |
+| `student_best.keras`, `student_final.keras` | the saved model, best by validation top-1 (`val_accuracy`) and the last |
 | `checkpoints/` | the resumable state (weights, optimizer, epoch) of the last two completed epochs (`keep_checkpoints=2`: a damaged newest file falls back to the one before), and `state.json` naming the newest |
 | `results.json` | best and last top-1 / top-5, epochs, wall time (written when the run completes) |
 
@@ -108,7 +108,13 @@ def read_metrics(run_dir):
 
 
 def summarize(run_dir, top1="val_accuracy", top5="val_top5"):
-    """Best and last top-1 / top-5 (in %), epochs and wall time from a run's `metrics.csv`."""
+    """Best and last top-1 / top-5 (in %), epochs and wall time from a run's `metrics.csv`.
+
+    `best_*` / `last_*` are of the validation data (`top1` / `top5` columns) and `best_epoch` is the
+    epoch chosen on it. When the run also logged the test set (`test_accuracy`, see `fit_run`'s
+    `test_data`), `test_top1_selected` / `test_top5_selected` are the test accuracies at `best_epoch`
+    and `test_top1_last` / `test_top5_last` at the last epoch: the numbers to report.
+    """
     rows = read_metrics(run_dir)
     if not rows:
         return {"epochs": 0}
@@ -123,7 +129,13 @@ def summarize(run_dir, top1="val_accuracy", top5="val_top5"):
             result[f"best_{key}"] = 100.0 * max(values)
             result[f"last_{key}"] = 100.0 * values[-1]
     if top1 in rows[0] and column(top1):
-        result["best_epoch"] = int(max(rows, key=lambda r: r.get(top1) or -1)["epoch"])
+        selected = max(rows, key=lambda r: r.get(top1) or -1)  # the first epoch reaching the maximum
+        result["best_epoch"] = int(selected["epoch"])
+        for key, name in (("top1", "test_accuracy"), ("top5", "test_top5")):
+            if selected.get(name) is not None:
+                result[f"test_{key}_selected"] = 100.0 * selected[name]
+            if rows[-1].get(name) is not None:
+                result[f"test_{key}_last"] = 100.0 * rows[-1][name]
     return result
 
 
@@ -140,12 +152,15 @@ def fit_run(
     temperature_batches=4,
     steps_per_epoch=None,
     keep_checkpoints=2,
+    test_data=None,
 ):
     """Trains `model` into `run_dir`, resuming from the last completed epoch if the run was cut short.
 
     Arguments:
         model: a compiled `keras.Model` (a `tfadakd.Distiller` or a plain model, e.g. a teacher).
-        train_data, validation_data: datasets of `(x, y)` batches.
+        train_data, validation_data: datasets of `(x, y)` batches. `validation_data` chooses the best
+            epoch (`student_best.keras`, `best_epoch`): pass a split held out of the training data,
+            not the test set, when the test accuracy is to be reported.
         run_dir: the run directory (see the module docstring); created if missing.
         epochs: the total number of epochs of the run (not the number still to train).
         model_to_save: the model written to `student_best.keras` / `student_final.keras`
@@ -158,6 +173,9 @@ def fit_run(
         steps_per_epoch: passed to `fit`.
         keep_checkpoints: how many epoch checkpoints `checkpoints/` keeps; with 2 (the default) a
             damaged newest checkpoint falls back to the one before.
+        test_data: optional test batches, evaluated after every epoch (`test_*` columns) and never
+            used to choose; `results.json` then reports `test_top1_selected` (at the epoch chosen on
+            `validation_data`) and `test_top1_last`.
 
     Returns:
         The results dict also written to `results.json`.
@@ -190,6 +208,8 @@ def fit_run(
     run_callbacks = [_StopOnNonFiniteLoss(run_dir), _EpochTimer()]
     if temperature_batches and hasattr(model, "distillation_loss") and validation_data is not None:
         run_callbacks.append(callbacks_lib.TemperatureMonitor(validation_data, temperature_batches))
+    if test_data is not None:
+        run_callbacks.append(callbacks_lib.TestEvaluation(test_data))
     run_callbacks += list(callbacks)
     run_callbacks += [
         callbacks_lib.SaveModel(
