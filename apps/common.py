@@ -1,5 +1,7 @@
-"""Flags and helpers shared by the apps. The library never reads flags: this module turns them into
-library calls (`tfadakd.data.load_cifar`, `tfadakd.models.build`, `tfadakd.runs.fit_run`, ...)."""
+"""Helpers shared by the apps. Neither they nor the library read flags: each app's `main` freezes its
+flags into a `Config` (`Config.from_flags()`) and passes it down; this module turns it into library
+calls (`tfadakd.data.load_cifar`, `tfadakd.models.build`, `tfadakd.runs.fit_run`, ...). The shared
+flag groups are in app_flags.py."""
 
 import json
 import os
@@ -7,46 +9,50 @@ import sys
 
 from absl import flags
 
-FLAGS = flags.FLAGS
 
-# ---------------------------------------------------------------------------- data
-flags.DEFINE_enum("dataset", "cifar100", ["cifar10", "cifar100"], "Data set.")
-flags.DEFINE_string(
-    "data_dir", None, "tfds data dir holding (or receiving) the prepared data set; default: tfds' own "
-    "($TFDS_DATA_DIR or ~/tensorflow_datasets), which downloads when online.")
-flags.DEFINE_string(
-    "manual_dir", None, "Folder holding the official cifar-10-binary.tar.gz / cifar-100-binary.tar.gz, "
-    "for machines without internet.")
-flags.DEFINE_integer("train_examples", 0, "Use only the first N training examples (0: all).", lower_bound=0)
-flags.DEFINE_integer("test_examples", 0, "Use only the first N test examples (0: all).", lower_bound=0)
-flags.DEFINE_integer("batch_size", 64, "Global batch size (split over replicas).", lower_bound=1)
-flags.DEFINE_integer("seed", 0, "Random seed for weights, shuffling and augmentation.")
+class Config:
+    """The frozen flag values of one app run: attribute access, no assignment, lists as tuples.
 
-# ---------------------------------------------------------------------------- optimization
-flags.DEFINE_integer("epochs", 240, "Training epochs.", lower_bound=1)
-flags.DEFINE_float("learning_rate", 0.05, "Initial learning rate (0.01 for MobileNetV2 / ShuffleNet students).", lower_bound=0.0)
-flags.DEFINE_list("lr_milestones", ["150", "180", "210"], "Epochs at which the learning rate is multiplied by --lr_decay.")
-flags.DEFINE_float("lr_decay", 0.1, "Learning-rate decay factor at each milestone.", lower_bound=0.0)
-flags.DEFINE_float("momentum", 0.9, "SGD momentum (PyTorch semantics).", lower_bound=0.0, upper_bound=0.999)
-flags.DEFINE_float("weight_decay", 5e-4, "Coupled (PyTorch) weight decay on every parameter.", lower_bound=0.0)
+    Example:
 
-# ---------------------------------------------------------------------------- runs
-flags.DEFINE_string("output_dir", "saved_models", "Root of the run directories: <output_dir>/<dataset>/<run_name>/.")
-flags.DEFINE_string("run_name", None, "Run directory name (default: derived from the models and method).")
-flags.DEFINE_integer("verbose", 1, "Keras fit verbosity: 0 silent, 1 progress bars, 2 one line per epoch.", lower_bound=0, upper_bound=2)
+    ```python
+    config = Config({"epochs": 5, "lr_milestones": ["3"]})
+    config.epochs                                   # 5
+    config.replace(epochs=6).epochs                  # 6; config itself is unchanged
+    ```
+    """
 
-# ---------------------------------------------------------------------------- scale and speed
-flags.DEFINE_enum("strategy", "default", ["default", "one_device", "mirrored", "multi_worker", "tpu"], "tf.distribute strategy.")
-flags.DEFINE_integer("num_devices", None, "Devices for --strategy=mirrored (default: all GPUs).", lower_bound=1)
-flags.DEFINE_bool("scale_lr", False, "Multiply --learning_rate by the number of replicas (linear scaling rule).")
-flags.DEFINE_enum("mixed_precision", "auto", ["auto", "none", "mixed_float16", "mixed_bfloat16"],
-                  "Keras precision policy; auto: mixed_bfloat16 on a CPU with AMX/AVX512_BF16 and no GPU, "
-                  "else float32 (tfadakd.precision.default_policy).")
-flags.DEFINE_bool("jit_compile", False, "Compile the training step with XLA.")
-flags.DEFINE_bool("sync_batch_norm", False, "Batch-norm statistics over the global batch across replicas (BatchNormalization(synchronized=True)).")
+    def __init__(self, values):
+        object.__setattr__(self, "_values", {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+    @classmethod
+    def from_flags(cls, flag_values=None):
+        """The parsed flags of this program (its own and the shared groups), as a Config."""
+        flag_values = flag_values or flags.FLAGS
+        modules = (sys.argv[0], "app_flags", __name__)
+        return cls({f.name: f.value for module in modules for f in flag_values.get_flags_for_module(module)})
+
+    def __getattr__(self, name):
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(f"This app has no flag --{name}.") from None
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"Config is frozen: use config.replace({name}=...) for a changed copy.")
+
+    def __contains__(self, name):
+        return name in self._values
+
+    def replace(self, **changes):
+        return Config({**self._values, **changes})
+
+    def as_dict(self):
+        """The values as a JSON-serializable dict (for config.json)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self._values.items()}
 
 
-def build_model(name, num_classes):
+def build_model(config, name, num_classes):
     """A zoo model, with synchronized batch norm if --sync_batch_norm; exits on an unknown name."""
     import tfadakd
 
@@ -54,12 +60,20 @@ def build_model(name, num_classes):
         model = tfadakd.models.build(name, num_classes=num_classes)
     except ValueError as error:
         fail(str(error))
-    return tfadakd.distribute.synchronize_batch_norm(model) if FLAGS.sync_batch_norm else model
+    return tfadakd.distribute.synchronize_batch_norm(model) if config.sync_batch_norm else model
 
 
-def milestones(name="lr_milestones"):
+def check_model_name(flag, name):
+    """Exits with the valid names unless `name` is a zoo model."""
+    import tfadakd
+
+    if name not in tfadakd.models.names() and not name.startswith("wrn_"):
+        fail(f"Unknown --{flag} {name!r}. Valid names: {', '.join(tfadakd.models.names())}.")
+
+
+def milestones(config, name="lr_milestones"):
     """The milestones flag `name` as integers; exits with a message if they are not positive and increasing."""
-    raw = getattr(FLAGS, name)
+    raw = getattr(config, name)
     try:
         values = [int(v) for v in raw]
     except ValueError:
@@ -69,7 +83,7 @@ def milestones(name="lr_milestones"):
     return values
 
 
-def setup():
+def setup(config):
     """Quiet logs, seeds, mixed precision and the strategy; returns the strategy."""
     from absl import logging
 
@@ -78,25 +92,25 @@ def setup():
 
     import tfadakd
 
-    if FLAGS.strategy == "mirrored" and (FLAGS.num_devices or 1) > 1:
+    if config.strategy == "mirrored" and (config.num_devices or 1) > 1:
         import tensorflow as tf
 
         if not tf.config.list_physical_devices("GPU"):  # CPU only: split it into logical devices
             try:
-                tfadakd.distribute.split_cpu(FLAGS.num_devices)
+                tfadakd.distribute.split_cpu(config.num_devices)
             except RuntimeError:  # TensorFlow already initialized: get_strategy reports the device count
                 pass
-    keras.utils.set_random_seed(FLAGS.seed)
-    policy = tfadakd.precision.resolve_policy(FLAGS.mixed_precision)
+    keras.utils.set_random_seed(config.seed)
+    policy = tfadakd.precision.resolve_policy(config.mixed_precision)
     keras.mixed_precision.set_global_policy(policy)
-    if FLAGS.mixed_precision == "auto":
+    if config.mixed_precision == "auto":
         print(f"--mixed_precision=auto: using the {policy} policy.")
     try:
-        strategy = tfadakd.distribute.get_strategy(FLAGS.strategy, FLAGS.num_devices)
-        tfadakd.distribute.check_global_batch(FLAGS.batch_size, strategy)
+        strategy = tfadakd.distribute.get_strategy(config.strategy, config.num_devices)
+        tfadakd.distribute.check_global_batch(config.batch_size, strategy)
     except ValueError as error:
-        fail(f"{error} (flags --strategy={FLAGS.strategy}, --num_devices={FLAGS.num_devices}, "
-             f"--batch_size={FLAGS.batch_size})")
+        fail(f"{error} (flags --strategy={config.strategy}, --num_devices={config.num_devices}, "
+             f"--batch_size={config.batch_size})")
     return strategy
 
 
@@ -127,39 +141,106 @@ def fit_run(*args, **kwargs):
              "resumes from its last complete epoch.")
 
 
-def datasets(strategy):
-    """Train and test pipelines from the flags; exits with the library's message if data is missing."""
+def train_model(config, strategy, data, model_name, run_dir, epochs, learning_rate, run_config, save_path=None,
+                lr_milestones=None):
+    """Trains `model_name` from scratch with cross-entropy into `run_dir`; returns (results, model).
+
+    `data` is `datasets(...)`'s `Data`: its validation split chooses the best epoch, its test split (when
+    it is another split) is evaluated every epoch and only reported.
+    """
+    import keras
+
     import tfadakd
 
-    common = dict(data_dir=FLAGS.data_dir, manual_dir=FLAGS.manual_dir, batch_size=FLAGS.batch_size)
+    with strategy.scope():
+        model = build_model(config, model_name, tfadakd.data.num_classes(config.dataset))
+        model.compile(
+            optimizer=optimizer(config, strategy, data.steps_per_epoch, learning_rate, lr_milestones),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=metrics(),
+            jit_compile=config.jit_compile,
+        )
+    results = fit_run(model, data.train, data.validation, run_dir, epochs, config=run_config,
+                      verbose=config.verbose, test_data=data.reported_test)
+    if save_path:
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(save_path)), exist_ok=True)
+            tfadakd.callbacks.atomic_save(model.save, save_path)
+        except OSError as error:
+            fail(f"{error}\nThe run itself is complete in {run_dir}; fix the folder or free disk "
+                 "space and rerun the same command to write the model.")
+    return results, model
+
+
+class Data:
+    """The pipelines of one run: `train`, `validation` (chooses the best epoch), `test`, and
+    `reported_test` (the test pipeline when it is not the validation one, else None)."""
+
+    def __init__(self, train, validation, test):
+        self.train, self.validation, self.test = train, validation, test
+        self.reported_test = None if validation is test else test
+
+    @property
+    def steps_per_epoch(self):
+        """Batches in one pass over the training pipeline, as the pipeline itself counts them."""
+        steps = int(self.train.cardinality())
+        if steps <= 0:
+            raise ValueError(f"The training pipeline has no known, positive number of batches ({steps}).")
+        return steps
+
+
+def datasets(config, strategy):
+    """The run's `Data` from the flags; exits with the library's message if data is missing.
+
+    With --validation_examples=N the validation pipeline is the last N training images (not augmented)
+    and the training pipeline never sees them; with N=0 the validation pipeline is the test pipeline.
+    """
+    import tfadakd
+
+    common = dict(data_dir=config.data_dir, manual_dir=config.manual_dir, batch_size=config.batch_size)
     try:
         train = tfadakd.data.load_cifar(
-            FLAGS.dataset, "train", num_examples=FLAGS.train_examples or None, seed=FLAGS.seed,
+            config.dataset, train_split_name(config), num_examples=config.train_examples or None, seed=config.seed,
             drop_remainder=strategy.num_replicas_in_sync > 1, **common)
-        test = tfadakd.data.load_cifar(FLAGS.dataset, "test", num_examples=FLAGS.test_examples or None, **common)
+        test = tfadakd.data.load_cifar(config.dataset, "test", num_examples=config.test_examples or None, **common)
+        validation = test
+        if config.validation_examples:
+            validation = tfadakd.data.load_cifar(
+                config.dataset, f"train[-{config.validation_examples}:]", augment=False, shuffle=False, **common)
     except tfadakd.data.DataNotFoundError as error:
         fail(str(error))
-    return train, test
+    return Data(train, validation, test)
 
 
-def steps_per_epoch(strategy):
+def top1_columns(results):
+    """Table columns for a run's results: test top-1 at the epoch chosen on validation and at the last epoch."""
+    if "test_top1_last" in results:  # a validation split chose the epoch; the test set is only reported
+        return {"test top-1 (chosen on val)": results.get("test_top1_selected"),
+                "test top-1 (last)": results.get("test_top1_last")}
+    return {"test top-1 (best, chosen on test)": results.get("best_top1"), "test top-1 (last)": results.get("last_top1")}
+
+
+def train_split_name(config):
+    """The tfds split the training pipeline reads: 'train' minus the validation split; exits if nothing is left."""
     import tfadakd
 
-    n = FLAGS.train_examples or tfadakd.data.num_examples(FLAGS.dataset, "train")
-    n = min(n, tfadakd.data.num_examples(FLAGS.dataset, "train"))
-    return n // FLAGS.batch_size if strategy.num_replicas_in_sync > 1 else -(-n // FLAGS.batch_size)
+    total = tfadakd.data.num_examples(config.dataset, "train")
+    if config.validation_examples >= total:
+        fail(f"--validation_examples={config.validation_examples} leaves no training image ({config.dataset} has "
+             f"{total}); hold out fewer, e.g. --validation_examples=5000.")
+    return f"train[:{total - config.validation_examples}]" if config.validation_examples else "train"
 
 
-def optimizer(strategy, learning_rate=None, lr_milestones=None):
+def optimizer(config, strategy, steps_per_epoch, learning_rate=None, lr_milestones=None):
     """The recipe's SGD with the step schedule, from the flags (or the given rate and milestones)."""
     import tfadakd
 
-    rate = FLAGS.learning_rate if learning_rate is None else learning_rate
-    if FLAGS.scale_lr:
+    rate = config.learning_rate if learning_rate is None else learning_rate
+    if config.scale_lr:
         rate = tfadakd.distribute.scale_learning_rate(rate, strategy)
     schedule = tfadakd.optimizers.step_decay(
-        rate, steps_per_epoch(strategy), lr_milestones or milestones(), FLAGS.lr_decay)
-    return tfadakd.optimizers.SGD(schedule, momentum=FLAGS.momentum, weight_decay=FLAGS.weight_decay)
+        rate, steps_per_epoch, lr_milestones or milestones(config), config.lr_decay)
+    return tfadakd.optimizers.SGD(schedule, momentum=config.momentum, weight_decay=config.weight_decay)
 
 
 def metrics():
@@ -168,21 +249,15 @@ def metrics():
     return ["accuracy", keras.metrics.SparseTopKCategoricalAccuracy(5, name="top5")]
 
 
-def run_dir(default_name):
-    return os.path.join(FLAGS.output_dir, FLAGS.dataset, FLAGS.run_name or default_name)
-
-
-def flag_config():
-    """The exact flag values of this program, for config.json."""
-    return {f.name: f.value for f in FLAGS.get_flags_for_module(sys.argv[0])} | {
-        f.name: f.value for f in FLAGS.get_flags_for_module(__name__)}
+def run_dir(config, default_name):
+    return os.path.join(config.output_dir, config.dataset, config.run_name or default_name)
 
 
 def parse_flags(argv):
     """absl's flag parsing for `app.run(main, flags_parser=parse_flags)`: on a bad flag, exits with a
     message that names the flag file(s) the flags came from."""
     try:
-        return FLAGS(argv)
+        return flags.FLAGS(argv)
     except flags.Error as error:
         files = [arg.split("=", 1)[1] for arg in argv[1:] if arg.lstrip("-").startswith("flagfile=")]
         where = f" (flags read from the command line and {', '.join(files)})" if files else ""

@@ -14,11 +14,12 @@ import os
 
 from absl import app, flags
 
+import app_flags
 import common
-import export as export_app
-import train_teacher
 
 FLAGS = flags.FLAGS
+app_flags.define_data_flags()
+app_flags.define_training_flags()
 
 # ---------------------------------------------------------------------------- models
 flags.DEFINE_string("teacher", "resnet32x4", "Teacher architecture (zoo name), used to train a missing teacher.")
@@ -34,8 +35,16 @@ flags.DEFINE_list("export_tflite", [], "After training, export the best student 
 flags.DEFINE_bool("student_alone", False, "Only train the student alone (cross-entropy) into the run directory: the no-distillation baseline.")
 
 # ---------------------------------------------------------------------------- method
+flags.DEFINE_list("plugins", [], "Python modules to import first, e.g. ones that register a new temperature scheme "
+                  "(tfadakd.temperatures.TEMPERATURES) or method (tfadakd.losses.LOSSES); found on PYTHONPATH.")
 flags.DEFINE_string("method", "kd", "Distillation loss: kd or dkd (tfadakd.losses.LOSSES).")
-flags.DEFINE_string("temperature", "adaptive", "Temperature scheme: static, adaptive, standardized, learnable, normkd.")
+flags.DEFINE_list("method_options", [], "Keyword arguments of the method's builder as name=value pairs (values "
+                  "read as Python literals), e.g. --method_options=beta=8; override the dkd_* flags.")
+flags.DEFINE_string("temperature", "adaptive", "Temperature scheme: static, adaptive, standardized, learnable, normkd, "
+                    "or one registered by a --plugins module.")
+flags.DEFINE_list("temperature_options", [], "Keyword arguments of the scheme's builder as name=value pairs (values "
+                  "read as Python literals), e.g. --temperature=static --temperature_options=temperature=3; they "
+                  "override the scheme flags below (--static_temperature, ...), which serve the built-in schemes.")
 flags.DEFINE_enum("temperature_source", "both", ["both", "teacher"], "Adaptive temperature: max over both logit vectors (reference code) or the teacher's (paper's abstract).")
 flags.DEFINE_float("static_temperature", 4.0, "T for --temperature=static.")
 flags.DEFINE_float("standardized_base", 2.0, "Base T for --temperature=standardized.")
@@ -51,44 +60,78 @@ flags.DEFINE_integer("dkd_warmup_epochs", 20, "DKD: epochs of linear warm-up.", 
 flags.DEFINE_enum("nan_policy", "raise", ["raise", "skip_batch"], "A batch with NaN/Inf teacher logits, loss or gradients is never applied; raise: stop the run with a message; skip_batch: go on and count it in the skipped_batches log.")
 
 
-def make_temperature():
+#: The scheme flags of the built-in schemes, as their builders' keyword arguments.
+SCHEME_FLAGS = {
+    "static": {"temperature": "static_temperature"},
+    "adaptive": {"source": "temperature_source"},
+    "standardized": {"base": "standardized_base"},
+    "normkd": {"scale": "normkd_scale"},
+    "learnable": {"mode": "learnable_mode", "reversal_epochs": "learnable_reversal_epochs"},
+}
+METHOD_FLAGS = {"dkd": {"alpha": "dkd_alpha", "beta": "dkd_beta", "warmup_epochs": "dkd_warmup_epochs"}}
+
+
+def parse_options(flag, pairs):
+    """`name=value` pairs as keyword arguments (values as Python literals, else strings); exits on a bad pair."""
+    import ast
+
+    options = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip().isidentifier():
+            common.fail(f"--{flag} takes name=value pairs, got {pair!r} (e.g. --{flag}=temperature=3).")
+        try:
+            options[name.strip()] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            options[name.strip()] = value.strip()
+    return options
+
+
+def builder_options(config, name, flag_map, flag):
+    """The builder's keyword arguments: the named flags of a built-in entry, overridden by --<flag>."""
+    named = {arg: getattr(config, flag_name) for arg, flag_name in flag_map.get(name, {}).items()}
+    return {**named, **parse_options(flag, getattr(config, flag))}
+
+
+def make_loss(config):
+    """The distillation loss of the flags; raises ValueError or TypeError for bad options."""
     import tfadakd
 
-    options = {
-        "static": {"temperature": FLAGS.static_temperature},
-        "adaptive": {"source": FLAGS.temperature_source},
-        "standardized": {"base": FLAGS.standardized_base},
-        "normkd": {"scale": FLAGS.normkd_scale},
-        "learnable": {"mode": FLAGS.learnable_mode, "reversal_epochs": FLAGS.learnable_reversal_epochs},
-    }
-    return tfadakd.temperatures.TEMPERATURES.build(FLAGS.temperature, **options.get(FLAGS.temperature, {}))
-
-
-def make_loss():
-    import tfadakd
-
-    options = {"dkd": {"alpha": FLAGS.dkd_alpha, "beta": FLAGS.dkd_beta, "warmup_epochs": FLAGS.dkd_warmup_epochs}}
+    temperature = tfadakd.temperatures.TEMPERATURES.build(
+        config.temperature, **builder_options(config, config.temperature, SCHEME_FLAGS, "temperature_options"))
     return tfadakd.losses.LOSSES.build(
-        FLAGS.method, temperature=make_temperature(), standardize=FLAGS.standardize, **options.get(FLAGS.method, {})
-    )
+        config.method, temperature=temperature, standardize=config.standardize,
+        **builder_options(config, config.method, METHOD_FLAGS, "method_options"))
 
 
-def default_run_name():
-    standardized = "_std" if FLAGS.standardize else ""
-    return f"{FLAGS.student}_from_{FLAGS.teacher}_{FLAGS.method}_{FLAGS.temperature}{standardized}_s{FLAGS.seed}"
+def default_run_name(config):
+    standardized = "_std" if config.standardize else ""
+    return f"{config.student}_from_{config.teacher}_{config.method}_{config.temperature}{standardized}_s{config.seed}"
 
 
-def load_teacher(path):
+def load_teacher(path, unsafe=False):
     import keras
 
     try:
-        return keras.models.load_model(path, safe_mode=not FLAGS.unsafe_teacher)
+        return keras.models.load_model(path, safe_mode=not unsafe)
     except Exception as error:  # noqa: BLE001 - any failure to read the file is reported the same way
         common.fail(
             f"Cannot load the teacher from {path}: {type(error).__name__}: {error}\nThe file may be truncated, "
             "not a .keras model, or (with a Lambda layer) refused by Keras' safe mode; retrain it with "
             "apps/train_teacher.py, delete it to have it retrained here, or pass --unsafe_teacher for a file you trust."
         )
+
+
+def import_plugins(modules):
+    """Imports the --plugins modules; exits with the import error if one fails."""
+    import importlib
+
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except Exception as error:  # noqa: BLE001 - any failure of a user module is reported the same way
+            common.fail(f"--plugins: cannot import {module!r}: {type(error).__name__}: {error}. The module must be "
+                        "importable from PYTHONPATH (or the current directory).")
 
 
 def top1(model, dataset):
@@ -103,99 +146,131 @@ def top1(model, dataset):
     return 100.0 * correct / max(total, 1)
 
 
-def main(argv):
-    if len(argv) > 1:
-        common.fail(f"Unexpected arguments {argv[1:]}; flags look like --name=value.")
+def _last_test_top1(results):
+    return results.get("test_top1_last", results.get("last_top1"))
+
+
+def check(config):
+    """Every check that needs no data, before anything trains; exits with a message on the first failure."""
+    import tfadakd
+
+    import_plugins(config.plugins)
+    for flag, registry in (("method", tfadakd.losses.LOSSES), ("temperature", tfadakd.temperatures.TEMPERATURES)):
+        if getattr(config, flag) not in registry:
+            common.fail(f"Unknown --{flag} {getattr(config, flag)!r}. Valid names: {', '.join(registry.names())}.")
+    for flag in ("student", "teacher"):
+        common.check_model_name(flag, getattr(config, flag))
+    try:
+        make_loss(config)  # validate the method options before any training
+    except (ValueError, TypeError) as error:
+        common.fail(f"{error} (--method={config.method}, --temperature={config.temperature}; the scheme and method "
+                    "options come from their flags and --temperature_options / --method_options)")
+    if config.student_loss_weight == 0 and config.distillation_loss_weight == 0:
+        common.fail("--student_loss_weight and --distillation_loss_weight cannot both be 0.")
+    common.writable(config.output_dir)
+    common.milestones(config)
+    unknown = sorted(set(config.export_tflite) - set(tfadakd.export.QUANTIZATION_MODES))
+    if unknown:
+        common.fail(f"Unknown --export_tflite mode(s) {unknown}. Valid: {', '.join(tfadakd.export.QUANTIZATION_MODES)}.")
+    if config.teacher_lr_milestones:
+        common.milestones(config, "teacher_lr_milestones")
+
+
+def teacher_file(config, strategy, data):
+    """The teacher's path, training the teacher there first if it is missing (and allowed)."""
+    teacher_path = config.teacher_path or os.path.join(config.output_dir, config.dataset, config.teacher, "teacher.keras")
+    if os.path.exists(teacher_path):
+        return teacher_path
+    if not config.train_teacher_if_missing:
+        common.fail(
+            f"The teacher {teacher_path} does not exist. Train it with `python apps/train_teacher.py "
+            f"--model={config.teacher} --dataset={config.dataset}`, pass --teacher_path, or allow "
+            "--train_teacher_if_missing."
+        )
+    epochs = config.teacher_epochs or config.epochs
+    print(f"Teacher {teacher_path} not found: training {config.teacher} for {epochs} epochs first.")
+    common.train_model(
+        config, strategy, data, config.teacher, os.path.dirname(teacher_path), epochs,
+        config.teacher_learning_rate or config.learning_rate, {"model": config.teacher, **config.as_dict()},
+        save_path=teacher_path,
+        lr_milestones=common.milestones(config, "teacher_lr_milestones") if config.teacher_lr_milestones else None,
+    )
+    return teacher_path
+
+
+def train_alone(config, strategy, data, run_dir):
+    """The student trained alone (cross-entropy) with the same budget; returns its results."""
+    results, _ = common.train_model(config, strategy, data, config.student, run_dir, config.epochs,
+                                    config.learning_rate, {"model": config.student, **config.as_dict()})
+    return results
+
+
+def distill(config, strategy, data, teacher_path, run_dir):
+    """Distills the teacher into a new student in `run_dir`; returns (results, teacher)."""
     import keras
 
     import tfadakd
 
-    for flag, registry in (("method", tfadakd.losses.LOSSES), ("temperature", tfadakd.temperatures.TEMPERATURES)):
-        if getattr(FLAGS, flag) not in registry:
-            common.fail(f"Unknown --{flag} {getattr(FLAGS, flag)!r}. Valid names: {', '.join(registry.names())}.")
-    for flag in ("student", "teacher"):
-        name = getattr(FLAGS, flag)
-        if name not in tfadakd.models.names() and not name.startswith("wrn_"):
-            common.fail(f"Unknown --{flag} {name!r}. Valid names: {', '.join(tfadakd.models.names())}.")
-    try:
-        make_loss()  # validate the method options before any training
-    except ValueError as error:
-        common.fail(str(error))
-    if FLAGS.student_loss_weight == 0 and FLAGS.distillation_loss_weight == 0:
-        common.fail("--student_loss_weight and --distillation_loss_weight cannot both be 0.")
-    common.writable(FLAGS.output_dir)
-    common.milestones()
-    unknown = sorted(set(FLAGS.export_tflite) - set(tfadakd.export.QUANTIZATION_MODES))
-    if unknown:
-        common.fail(f"Unknown --export_tflite mode(s) {unknown}. Valid: {', '.join(tfadakd.export.QUANTIZATION_MODES)}.")
-    if FLAGS.teacher_lr_milestones:
-        common.milestones("teacher_lr_milestones")
-
-    strategy = common.setup()
-    train, test = common.datasets(strategy)
-    if FLAGS.student_alone:
-        run_dir = common.run_dir(f"{FLAGS.student}_alone_s{FLAGS.seed}")
-        results, _ = train_teacher.train_model(
-            strategy, train, test, FLAGS.student, run_dir, FLAGS.epochs, FLAGS.learning_rate,
-            {"model": FLAGS.student, **common.flag_config()},
-        )
-        common.print_table([{"model": f"student {FLAGS.student} alone", "best top-1": results.get("best_top1"),
-                             "last top-1": results.get("last_top1"), "run": run_dir}], "Finished")
-        return
-    teacher_path = FLAGS.teacher_path or os.path.join(FLAGS.output_dir, FLAGS.dataset, FLAGS.teacher, "teacher.keras")
-    if not os.path.exists(teacher_path):
-        if not FLAGS.train_teacher_if_missing:
-            common.fail(
-                f"The teacher {teacher_path} does not exist. Train it with `python apps/train_teacher.py "
-                f"--model={FLAGS.teacher} --dataset={FLAGS.dataset}`, pass --teacher_path, or allow "
-                "--train_teacher_if_missing."
-            )
-        epochs = FLAGS.teacher_epochs or FLAGS.epochs
-        print(f"Teacher {teacher_path} not found: training {FLAGS.teacher} for {epochs} epochs first.")
-        train_teacher.train_model(
-            strategy, train, test, FLAGS.teacher, os.path.dirname(teacher_path), epochs,
-            FLAGS.teacher_learning_rate or FLAGS.learning_rate,
-            {"model": FLAGS.teacher, **common.flag_config()}, save_path=teacher_path,
-            lr_milestones=common.milestones("teacher_lr_milestones") if FLAGS.teacher_lr_milestones else None,
-        )
-
-    run_dir = common.run_dir(default_run_name())
     with strategy.scope():
-        teacher = load_teacher(teacher_path)
-        student = common.build_model(FLAGS.student, tfadakd.data.num_classes(FLAGS.dataset))
+        teacher = load_teacher(teacher_path, config.unsafe_teacher)
+        student = common.build_model(config, config.student, tfadakd.data.num_classes(config.dataset))
         try:
             distiller = tfadakd.Distiller(
-                student, teacher, make_loss(), FLAGS.student_loss_weight, FLAGS.distillation_loss_weight,
-                nan_policy=FLAGS.nan_policy,
+                student, teacher, make_loss(config), config.student_loss_weight, config.distillation_loss_weight,
+                nan_policy=config.nan_policy,
             )
         except ValueError as error:
             common.fail(f"{error} (teacher: {teacher_path})")
         distiller.compile(
-            optimizer=common.optimizer(strategy),
+            optimizer=common.optimizer(config, strategy, data.steps_per_epoch),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=common.metrics(),
-            jit_compile=FLAGS.jit_compile,
+            jit_compile=config.jit_compile,
         )
     results = common.fit_run(
-        distiller, train, test, run_dir, FLAGS.epochs, model_to_save=student,
-        config={"teacher_path": teacher_path, **common.flag_config()}, verbose=FLAGS.verbose,
+        distiller, data.train, data.validation, run_dir, config.epochs, model_to_save=student,
+        config={"teacher_path": teacher_path, **config.as_dict()}, verbose=config.verbose,
+        test_data=data.reported_test,
     )
+    return results, teacher
 
-    rows = [{"model": f"teacher {FLAGS.teacher}", "top-1 (%)": top1(teacher, test), "run": teacher_path}]
-    if FLAGS.baseline_student:
-        alone_dir = os.path.join(FLAGS.output_dir, FLAGS.dataset, f"{FLAGS.student}_alone_s{FLAGS.seed}")
-        alone, _ = train_teacher.train_model(
-            strategy, train, test, FLAGS.student, alone_dir, FLAGS.epochs, FLAGS.learning_rate,
-            {"model": FLAGS.student, **common.flag_config()},
-        )
-        rows.append({"model": f"student {FLAGS.student} alone", "top-1 (%)": alone.get("last_top1"), "run": alone_dir})
-    rows.append({"model": f"student {FLAGS.student} distilled", "top-1 (%)": results.get("last_top1"), "run": run_dir})
-    common.print_table(rows, f"{FLAGS.dataset}, {results.get('epochs')} epochs, {FLAGS.method} + {FLAGS.temperature} temperature (last-epoch top-1)")
-    if FLAGS.export_tflite:
-        export_app.print_report(export_app.export_run(run_dir, FLAGS.export_tflite, FLAGS.dataset,
-                                                      test_examples=FLAGS.test_examples or None))
-    print(f"\nbest distilled top-1: {results.get('best_top1', float('nan')):.2f}% at epoch {results.get('best_epoch')}; "
-          f"results: {os.path.join(run_dir, 'results.json')}")
+
+def main(argv):
+    if len(argv) > 1:
+        common.fail(f"Unexpected arguments {argv[1:]}; flags look like --name=value.")
+    config = common.Config.from_flags()
+    check(config)
+    strategy = common.setup(config)
+    data = common.datasets(config, strategy)
+    if config.student_alone:
+        run_dir = common.run_dir(config, f"{config.student}_alone_s{config.seed}")
+        results = train_alone(config, strategy, data, run_dir)
+        common.print_table([{"model": f"student {config.student} alone", **common.top1_columns(results),
+                             "run": run_dir}], "Finished")
+        return
+    teacher_path = teacher_file(config, strategy, data)
+    run_dir = common.run_dir(config, default_run_name(config))
+    results, teacher = distill(config, strategy, data, teacher_path, run_dir)
+
+    rows = [{"model": f"teacher {config.teacher}", "top-1 (%)": top1(teacher, data.test), "run": teacher_path}]
+    if config.baseline_student:
+        alone_dir = os.path.join(config.output_dir, config.dataset, f"{config.student}_alone_s{config.seed}")
+        alone = train_alone(config, strategy, data, alone_dir)
+        rows.append({"model": f"student {config.student} alone", "top-1 (%)": _last_test_top1(alone), "run": alone_dir})
+    rows.append({"model": f"student {config.student} distilled", "top-1 (%)": _last_test_top1(results), "run": run_dir})
+    common.print_table(rows, f"{config.dataset}, {results.get('epochs')} epochs, {config.method} + "
+                             f"{config.temperature} temperature (last-epoch test top-1)")
+    if config.export_tflite:
+        import exporting
+
+        exporting.print_report(exporting.export_run(
+            run_dir, config.export_tflite, config.dataset, test_examples=config.test_examples or None,
+            data_dir=config.data_dir, manual_dir=config.manual_dir))
+    if "test_top1_selected" in results:
+        chosen = f"test top-1 {results['test_top1_selected']:.2f}% at epoch {results.get('best_epoch')} (chosen on validation)"
+    else:
+        chosen = f"best test top-1 {results.get('best_top1', float('nan')):.2f}% at epoch {results.get('best_epoch')} (chosen on test)"
+    print(f"\ndistilled student: {chosen}; results: {os.path.join(run_dir, 'results.json')}")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """The apps end to end on tiny slices of real CIFAR-10, the resume after a kill, and bad flags."""
 
+import csv
 import json
 import os
 import signal
@@ -8,9 +9,11 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "apps"))
 TINY = ["--dataset=cifar10", "--train_examples=192", "--test_examples=128", "--batch_size=64", "--verbose=2",
         "--lr_milestones=1"]
 
@@ -113,6 +116,12 @@ def test_killed_run_resumes_from_the_last_completed_epoch(teacher, tfds_data_dir
         (["--temperature=standardized", "--nostandardize"], "standardize=True"),
         (["--lr_milestones=5,3"], "increasing"),
         (["--export_tflite=int4"], "Unknown --export_tflite mode(s) ['int4']"),
+        (["--quantization=int8"], "Unknown command line flag 'quantization'"),  # apps/export.py's flag
+        (["--model=resnet8"], "Unknown command line flag 'model'"),  # apps/train_teacher.py's flag
+        (["--temperature_options=hot"], "--temperature_options takes name=value pairs, got 'hot'"),
+        (["--temperature=static", "--temperature_options=scale=2"], "keyword arguments passed to Static: {'scale': 2}"),
+        (["--plugins=no_such_plugin_module"], "--plugins: cannot import 'no_such_plugin_module'"),
+        (["--validation_examples=50000"], "--validation_examples=50000 leaves no training image"),
         (["--static_temperature=-1", "--temperature=static"], "Static `temperature` must be a finite number > 0, got -1.0"),
     ],
 )
@@ -128,3 +137,77 @@ def test_missing_teacher_without_training_says_what_to_do(tfds_data_dir, tmp_pat
                    f"--output_dir={tmp_path}", *TINY, data_dir=tfds_data_dir, timeout=120)
     assert proc.returncode == 2
     assert "does not exist" in proc.stderr and "apps/train_teacher.py" in proc.stderr
+
+
+PLUGIN = """
+import tfadakd
+
+
+class HalfStatic(tfadakd.temperatures.Static):
+    def call(self, teacher_logits, student_logits, epoch=None):
+        return 0.5 * super().call(teacher_logits, student_logits, epoch)
+
+
+tfadakd.temperatures.TEMPERATURES.register("half_static", HalfStatic)
+"""
+
+
+def test_registered_scheme_runs_from_the_app_with_a_validation_split(teacher, tfds_data_dir, tmp_path):
+    """A scheme registered by a plugin module runs with generic options; the epoch is chosen on validation."""
+    out, path, _ = teacher
+    (tmp_path / "my_scheme.py").write_text(PLUGIN)
+    env_path = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = str(tmp_path) + (os.pathsep + env_path if env_path else "")
+    try:
+        proc = run_app("distill.py", f"--teacher_path={path}", "--teacher=resnet8", "--student=resnet8",
+                       "--epochs=2", f"--output_dir={tmp_path}", "--plugins=my_scheme", "--temperature=half_static",
+                       "--temperature_options=temperature=6", "--nostandardize", "--validation_examples=64",
+                       *TINY, data_dir=tfds_data_dir)
+    finally:
+        os.environ.pop("PYTHONPATH") if env_path is None else os.environ.update(PYTHONPATH=env_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = tmp_path / "cifar10" / "resnet8_from_resnet8_kd_half_static_s0"
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    assert [float(r["temperature"]) for r in rows] == [3.0, 3.0]  # 0.5 * 6, the plugin's scheme
+    val, test = [float(r["val_accuracy"]) for r in rows], [float(r["test_accuracy"]) for r in rows]
+    results = json.loads((run / "results.json").read_text())
+    chosen = int(np.argmax(val))
+    assert results["best_epoch"] == chosen and results["test_top1_selected"] == pytest.approx(100 * test[chosen])
+    assert results["test_top1_last"] == pytest.approx(100 * test[-1])
+    config = json.loads((run / "config.json").read_text())
+    assert config["validation_examples"] == 64 and config["temperature_options"] == ["temperature=6"]
+    assert "chosen on validation" in proc.stdout
+
+
+def test_validation_split_is_disjoint_deterministic_and_not_augmented(tfds_data_dir):
+    import tensorflow as tf
+
+    import common
+    import tfadakd
+
+    config = common.Config({"dataset": "cifar10", "data_dir": tfds_data_dir, "manual_dir": None, "batch_size": 50,
+                            "train_examples": 0, "validation_examples": 100, "test_examples": 50, "seed": 3})
+    assert common.train_split_name(config) == "train[:49900]"
+    data = common.datasets(config, tf.distribute.get_strategy())
+    assert data.steps_per_epoch == 998 and data.reported_test is data.test  # ceil(49,900 / 50)
+    raw = tfadakd.data.load_cifar("cifar10", "train[49900:]", batch_size=100, augment=False, shuffle=False,
+                                  data_dir=tfds_data_dir)
+    validation = np.concatenate([x for x, _ in data.validation])
+    np.testing.assert_array_equal(validation, next(iter(raw))[0].numpy())  # the last 100, as they are
+    np.testing.assert_array_equal(validation, np.concatenate([x for x, _ in common.datasets(
+        config.replace(seed=4), tf.distribute.get_strategy()).validation]))
+    assert tfadakd.data.num_examples("cifar10", common.train_split_name(config)) + 100 == 50000
+    no_split = common.datasets(config.replace(validation_examples=0), tf.distribute.get_strategy())
+    assert no_split.validation is no_split.test and no_split.reported_test is None
+
+
+def test_config_is_frozen():
+    import common
+
+    config = common.Config({"epochs": 5, "lr_milestones": ["3", "4"]})
+    with pytest.raises(AttributeError, match="frozen"):
+        config.epochs = 6
+    assert config.replace(epochs=6).epochs == 6 and config.epochs == 5
+    assert config.lr_milestones == ("3", "4") and config.as_dict()["lr_milestones"] == ["3", "4"]
+    with pytest.raises(AttributeError, match="no flag --nope"):
+        config.nope

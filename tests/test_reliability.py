@@ -398,6 +398,7 @@ DRIVER = textwrap.dedent(
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     sys.path.insert(0, sys.argv[1])
     import common, distill, train_teacher
+    from absl import flags
     results = []
 
 
@@ -447,8 +448,8 @@ DRIVER = textwrap.dedent(
             open(step[1], "wb").write(data[: len(data) // 2])
             continue
         app, args = step
-        sys.argv = [app]  # common.flag_config() reads the app's flags by module name
-        common.FLAGS.unparse_flags()
+        sys.argv = [app]  # common.Config.from_flags() reads the app's flags by module name
+        flags.FLAGS.unparse_flags()
         out, err = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
