@@ -1,4 +1,4 @@
-"""NumPy references written from METHOD.md (sections 1-3), independent of the implementation."""
+"""NumPy references written from docs/method.md (sections 1-4), independent of the implementation."""
 
 import numpy as np
 
@@ -39,7 +39,7 @@ def pearson(a, b):
 
 
 def dkd(teacher, student, labels, temperature):
-    """TCKD and NCKD per sample (METHOD.md section 4), with the T^2 factor; temperature scalar or (B, 1)."""
+    """TCKD and NCKD per sample (docs/method.md section 4.4), with the T^2 factor; temperature scalar or (B, 1)."""
     temperature = np.broadcast_to(np.asarray(temperature, dtype=np.float64), (len(teacher), 1))
     gt = np.zeros_like(teacher, dtype=bool)
     gt[np.arange(len(labels)), labels] = True

@@ -1,8 +1,8 @@
 """Under MirroredStrategy on 2 logical CPUs, a step equals the single-device step on the same global batch.
 
-This is the bug METHOD.md section 8 reports for `keras.distillation` (logged losses divided by the
-replica count, gradients N times too large). Runs in a subprocess because logical devices must be
-configured before TensorFlow initializes.
+This guards against the defects of docs/method.md sections 8.2-8.3 (logged losses divided by the replica
+count; a hand-averaged loss whose gradient is N times too large on N replicas). Runs in a subprocess
+because logical devices must be configured before TensorFlow initializes.
 """
 
 import json

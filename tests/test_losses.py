@@ -1,4 +1,4 @@
-"""Losses and temperature schemes against NumPy references of METHOD.md sections 1-3."""
+"""Losses and temperature schemes against NumPy references of docs/method.md sections 1-3."""
 
 import keras
 import numpy as np
@@ -72,7 +72,7 @@ def test_standardized_adaptive_kd_equals_formula(source):
 
 
 def test_adaptive_temperature_range_on_standardized_logits():
-    """METHOD.md: for N = 100 standardized logits, T lies in about [1.36, 13.5]."""
+    """docs/method.md section 3.4: for N = 100 standardized logits, T lies in about [1.36, 13.5]."""
     t, s = random_logits(batch=256, seed=4)
     T = KD(AdaptiveMaxLogit(), standardize=True)(t, s, return_temperature=True)[1].numpy()
     assert np.all(T >= ref.ADAPTIVE * 1.0 - 1e-6)
@@ -80,7 +80,7 @@ def test_adaptive_temperature_range_on_standardized_logits():
 
 
 def test_kd_at_adaptive_temperature_tracks_logit_correlation():
-    """METHOD.md section 3: T^2 KL ~ ((N-1)/N) (1 - rho), correlation above 0.99 over random logits."""
+    """docs/method.md section 3.3: T^2 KL ~ ((N-1)/N) (1 - rho), correlation above 0.99 over random logits."""
     rng = np.random.default_rng(5)
     n = 100
     teacher = rng.normal(size=(512, n)) * rng.uniform(0.5, 5, size=(512, 1))

@@ -9,7 +9,7 @@ import pytest
 from tfadakd import models
 from tfadakd.models import _common
 
-# METHOD.md section 7: trainable parameters of the reference PyTorch zoo, 100 classes.
+# docs/method.md section 7: trainable parameters of the reference PyTorch zoo, 100 classes.
 EXPECTED_PARAMS = {
     "resnet8": 83_892,
     "resnet14": 181_108,

@@ -1,7 +1,7 @@
 """The distillation math as small pure functions of logits (float32 tensors of shape (batch, classes)).
 
 Everything here is stateless and testable against NumPy; the Keras objects in `losses.py` and
-`temperatures.py` only wire hyper-parameters around these functions. Formulas: METHOD.md sections 1-3.
+`temperatures.py` only wire hyper-parameters around these functions. Formulas: `docs/method.md` sections 1-4.
 """
 
 import math

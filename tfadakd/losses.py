@@ -151,7 +151,7 @@ class DKD(DistillationLoss):
     Arguments:
         alpha: TCKD weight (1.0).
         beta: NCKD weight (8.0; 2 for res56->res20 and res110->res32, 6 for vgg13->vgg8 and the
-            wrn_40_2 pairs: METHOD.md section 4).
+            wrn_40_2 pairs: `docs/method.md` section 4.4).
         temperature: a scheme, a number (4.0 in DKD) or a scheme name.
         standardize: z-score the logits first.
         warmup_epochs: epochs of linear warm-up (20); 0 disables it.

@@ -107,7 +107,8 @@ class AdaptiveMaxLogit(Temperature):
     Arguments:
         source: `"both"` (the reference code: the max over the teacher's and the student's logits)
             or `"teacher"` (the paper's abstract: the teacher's logits only).
-        scale: the constant in front of the max; `(1 + sqrt(3)) / 2` by default (METHOD.md section 3).
+        scale: the constant in front of the max; `(1 + sqrt(3)) / 2` by default (`docs/method.md`
+            section 3.2).
         min_temperature: a floor that only acts on degenerate, constant logit vectors (where the max is
             0 and the temperature would be 0).
 

@@ -1,6 +1,6 @@
 """CIFAR-10 / CIFAR-100 input pipelines on tensorflow-datasets.
 
-The pipeline follows the standard CIFAR knowledge-distillation recipe (METHOD.md, section 5), i.e. what
+The pipeline follows the standard CIFAR knowledge-distillation recipe (`docs/method.md` section 5), i.e. what
 `torchvision`'s `RandomCrop(32, padding=4)`, `RandomHorizontalFlip()`, `ToTensor()`, `Normalize(mean, std)`
 does: the 4-pixel padding is zeros in pixel space, applied before normalization.
 
@@ -42,7 +42,7 @@ __all__ = [
 
 IMAGE_SHAPE = (32, 32, 3)
 
-#: Per-dataset channel mean and std of the training images in [0, 1] (METHOD.md, section 5).
+#: Per-dataset channel mean and std of the training images in [0, 1] (`docs/method.md` section 5).
 NORMALIZATION: Dict[str, Tuple[Tuple[float, float, float], Tuple[float, float, float]]] = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
     "cifar100": ((0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)),
