@@ -31,6 +31,7 @@ import time
 import keras
 
 from tfadakd import callbacks as callbacks_lib
+from tfadakd.data.epochs import EpochPipeline
 
 CONFIG = "config.json"
 METRICS = "metrics.csv"
@@ -158,7 +159,9 @@ def fit_run(
 
     Arguments:
         model: a compiled `keras.Model` (a `tfadakd.Distiller` or a plain model, e.g. a teacher).
-        train_data, validation_data: datasets of `(x, y)` batches. `validation_data` chooses the best
+        train_data, validation_data: datasets of `(x, y)` batches; `train_data` may also be a
+            `tfadakd.data.EpochPipeline`, whose epochs a resumed run continues exactly (epoch `k` is
+            the same batches in every process). `validation_data` chooses the best
             epoch (`student_best.keras`, `best_epoch`): pass a split held out of the training data,
             not the test set, when the test accuracy is to be reported.
         run_dir: the run directory (see the module docstring); created if missing.
@@ -170,7 +173,7 @@ def fit_run(
         config: a JSON-serializable dict written to `config.json` (the exact settings of the run).
         temperature_batches: validation batches used for per-epoch temperature statistics of a
             `Distiller` (0 disables them).
-        steps_per_epoch: passed to `fit`.
+        steps_per_epoch: passed to `fit` (an `EpochPipeline` brings its own).
         keep_checkpoints: how many epoch checkpoints `checkpoints/` keeps; with 2 (the default) a
             damaged newest checkpoint falls back to the one before.
         test_data: optional test batches, evaluated after every epoch (`test_*` columns) and never
@@ -222,6 +225,9 @@ def fit_run(
         keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard")),
         resume,  # last: an epoch counts as complete only once everything above is written
     ]
+    if isinstance(train_data, EpochPipeline):  # named epochs: start exactly where the run stopped
+        steps_per_epoch = train_data.steps_per_epoch
+        train_data = train_data.dataset(initial_epoch, int(epochs))
     model.fit(
         train_data,
         validation_data=validation_data,

@@ -17,20 +17,25 @@ from tfadakd.data.cifar import (
     DataNotFoundError,
     augment,
     calibration_images,
+    cifar_epochs,
     denormalize,
     load_cifar,
     normalize,
     num_classes,
     num_examples,
 )
+from tfadakd.data.epochs import AUGMENTATION_VERSION, EpochPipeline
 
 __all__ = [
+    "AUGMENTATION_VERSION",
     "DATASETS",
+    "EpochPipeline",
     "IMAGE_SHAPE",
     "NORMALIZATION",
     "DataNotFoundError",
     "augment",
     "calibration_images",
+    "cifar_epochs",
     "denormalize",
     "load_cifar",
     "normalize",

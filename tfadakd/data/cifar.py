@@ -33,6 +33,7 @@ __all__ = [
     "IMAGE_SHAPE",
     "augment",
     "calibration_images",
+    "cifar_epochs",
     "denormalize",
     "load_cifar",
     "normalize",
@@ -235,8 +236,7 @@ def augment(images, seed, padding: int = 4):
         images = images[tf.newaxis]
     if images.shape.rank != 4:
         raise ValueError(f"augment expects (H, W, C) or (B, H, W, C) images, got shape {images.shape}.")
-    shape = tf.shape(images)
-    batch, height, width = shape[0], shape[1], shape[2]
+    batch = tf.shape(images)[0]
     seed = tf.convert_to_tensor(seed)
     if seed.dtype not in (tf.int32, tf.int64):
         seed = tf.cast(seed, tf.int64)
@@ -245,12 +245,7 @@ def augment(images, seed, padding: int = 4):
         [batch, 2], seed=crop_seed, minval=0, maxval=2 * padding + 1, dtype=tf.int32
     )
     flips = tf.random.stateless_uniform([batch], seed=flip_seed) < 0.5
-    padded = tf.pad(images, [[0, 0], [padding, padding], [padding, padding], [0, 0]])
-    rows = offsets[:, 0:1] + tf.range(height)[tf.newaxis]  # (B, H) source rows in the padded image
-    cols = offsets[:, 1:2] + tf.range(width)[tf.newaxis]  # (B, W) source columns
-    cols = tf.where(flips[:, tf.newaxis], tf.reverse(cols, axis=[1]), cols)  # a flip reads columns backwards
-    out = tf.gather(padded, rows, axis=1, batch_dims=1)
-    out = tf.gather(out, cols, axis=2, batch_dims=1)
+    out = _crop_and_flip(images, offsets, flips, padding)
     return out[0] if single else out
 
 
@@ -483,6 +478,114 @@ def load_cifar(
 
 
 _augment_fn = augment  # `load_cifar`'s `augment` argument shadows the function inside it.
+
+
+def _crop_and_flip(images, offsets, flips, padding):
+    """Zero-pads a (B, H, W, C) batch by `padding`, crops (H, W) windows at `offsets` (B, 2) and flips
+    the images where `flips` (B,) is True."""
+    shape = tf.shape(images)
+    height, width = shape[1], shape[2]
+    padded = tf.pad(images, [[0, 0], [padding, padding], [padding, padding], [0, 0]])
+    rows = offsets[:, 0:1] + tf.range(height)[tf.newaxis]  # (B, H) source rows in the padded image
+    cols = offsets[:, 1:2] + tf.range(width)[tf.newaxis]  # (B, W) source columns
+    cols = tf.where(flips[:, tf.newaxis], tf.reverse(cols, axis=[1]), cols)  # a flip reads columns backwards
+    out = tf.gather(padded, rows, axis=1, batch_dims=1)
+    return tf.gather(out, cols, axis=2, batch_dims=1)
+
+
+def augment_by_index(images, indices, seed, num_examples, padding: int = 4):
+    """The CIFAR augmentation of `augment`, where example `indices[k]`'s crop and flip are a function of
+    `(seed, indices[k])` only: row `indices[k]` of tables of `num_examples` offsets and flips drawn
+    from `seed`. What `cifar_epochs` applies, with a seed per epoch.
+
+    Arguments:
+        images: a batch `(B, H, W, C)` in pixel units.
+        indices: `(B,)` example indices in `[0, num_examples)`.
+        seed: shape `(2,)` int32 / int64 stateless seed.
+        num_examples: the size of the tables (the number of examples of the split).
+        padding: pixels of zero padding on each side (4 for CIFAR).
+
+    Example:
+
+    >>> batch = tf.zeros((2, 32, 32, 3), tf.uint8)
+    >>> augment_by_index(batch, tf.constant([7, 3]), seed=[0, 1], num_examples=10).shape
+    TensorShape([2, 32, 32, 3])
+    """
+    seed = tf.cast(tf.convert_to_tensor(seed), tf.int64)
+    crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    offsets = tf.random.stateless_uniform(
+        [num_examples, 2], seed=crop_seed, minval=0, maxval=2 * padding + 1, dtype=tf.int32)
+    flips = tf.random.stateless_uniform([num_examples], seed=flip_seed) < 0.5
+    indices = tf.cast(indices, tf.int32)
+    return _crop_and_flip(images, tf.gather(offsets, indices), tf.gather(flips, indices), padding)
+
+
+def cifar_epochs(
+    name: str = "cifar100",
+    split: str = "train",
+    *,
+    batch_size: int = 64,
+    seed: int = 0,
+    data_seed: Optional[int] = None,
+    data_dir: Optional[Union[str, os.PathLike]] = None,
+    manual_dir: Optional[Union[str, os.PathLike]] = None,
+    download: bool = True,
+    num_examples: Optional[int] = None,
+    drop_remainder: bool = False,
+    augment: bool = True,
+):
+    """The CIFAR training pipeline as an `EpochPipeline`: epoch `e` is the same batches in every process.
+
+    Same preprocessing as `load_cifar`'s train split (4-pixel zero pad, random crop, flip, then
+    normalization), but each example is augmented with a stateless seed `(data_seed, e, index)` and
+    each epoch is shuffled with a seed from `(seed, e)`. Runs with the same `data_seed` see the same
+    augmented view of every example at every epoch, whatever their `seed` (the order's): what a
+    teacher-logit cache (`tfadakd.teacher_cache`) shares between the runs of a sweep.
+
+    Arguments:
+        name, split, data_dir, manual_dir, download, num_examples, drop_remainder: as in `load_cifar`.
+        batch_size: the global batch size.
+        seed: seed of the order of each epoch.
+        data_seed: seed of the augmentation (default: `seed`).
+        augment: random crop + flip (True, the training recipe) or none.
+
+    Returns:
+        A `tfadakd.data.EpochPipeline` (`.dataset(start, end)`, `.steps_per_epoch`).
+
+    Example:
+
+    ```python
+    pipeline = cifar_epochs("cifar100", "train[:45000]", batch_size=64, seed=1, data_seed=0)
+    model.fit(pipeline.dataset(0, 30), epochs=30, steps_per_epoch=pipeline.steps_per_epoch)
+    ```
+    """
+    from tfadakd.data.epochs import EpochPipeline
+
+    _check_name(name)
+    base_split, start, stop = _split_info(split)
+    if num_examples is not None and (
+        isinstance(num_examples, bool) or not isinstance(num_examples, (int, np.integer)) or num_examples <= 0
+    ):
+        raise ValueError(f"num_examples must be a positive integer or None, got {num_examples!r}.")
+    count = stop - start if num_examples is None else min(stop - start, int(num_examples))
+    builder = _prepared_builder(name, data_dir, manual_dir, download)
+    examples = builder.as_dataset(split=f"{base_split}[{start}:{start + count}]", as_supervised=True,
+                                  shuffle_files=False)
+    examples = examples.enumerate().map(
+        lambda index, example: (example[0], tf.cast(example[1], tf.int32), index),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
+    ).cache()
+    scale, offset = _scale_offset(name)
+
+    def to_float(images):
+        return tf.ensure_shape(tf.cast(images, tf.float32) * scale + offset, (None,) + IMAGE_SHAPE)
+
+    return EpochPipeline(
+        examples, count, batch_size, preprocess=to_float, seed=seed,
+        augment=(lambda images, indices, key: augment_by_index(images, indices, key, count)) if augment else None,
+        data_seed=data_seed, drop_remainder=drop_remainder,
+        description={"dataset": name, "split": f"{base_split}[{start}:{start + count}]"},
+    )
 
 
 def calibration_images(
