@@ -1,0 +1,88 @@
+"""tfadakd.teacher_cache on real CIFAR-10 slices: exact logits per epoch and example, a manifest that
+refuses another teacher or data, atomic files, a build that resumes."""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+
+import tfadakd
+from tfadakd.teacher_cache import CacheMismatchError, TeacherCache
+
+N, BATCH = 96, 32
+
+
+def small_teacher(seed=0):
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Conv2D(4, 3, strides=2, activation="relu")(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(10)(x))
+
+
+def pipeline(tfds_data_dir, seed=1, data_seed=0, num_examples=N):
+    return tfadakd.data.cifar_epochs("cifar10", "train", batch_size=BATCH, seed=seed, data_seed=data_seed,
+                                     data_dir=tfds_data_dir, num_examples=num_examples)
+
+
+def test_cached_logits_are_the_teachers_on_each_epochs_views(tfds_data_dir, tmp_path):
+    teacher, p = small_teacher(), pipeline(tfds_data_dir)
+    cache = TeacherCache(tmp_path / "cache").build(teacher, p, epochs=2, verbose=0)
+    assert cache.epochs_done() == [0, 1]
+    manifest = cache.manifest()
+    assert manifest["num_examples"] == N and manifest["data_seed"] == 0 and manifest["num_classes"] == 10
+    assert manifest["split"] == "train[0:96]" and manifest["dtype"] == "float32"
+    for epoch in (0, 1):
+        table = np.fromfile(tmp_path / "cache" / f"epoch_{epoch:04d}.f32", "<f4").reshape(N, 10)
+        for images, _, indices in p.indexed_epoch(epoch):
+            np.testing.assert_allclose(table[indices.numpy()], teacher.predict_on_batch(images), rtol=1e-6, atol=1e-6)
+    # Attached, the batches carry those logits for the right images, in the run's own order.
+    other_order = pipeline(tfds_data_dir, seed=7)
+    for x, _ in cache.attach(other_order).dataset(0, 2):
+        np.testing.assert_allclose(x["teacher_logits"], teacher.predict_on_batch(x["images"]), rtol=1e-6, atol=1e-6)
+    cache.verify(teacher, other_order, epochs=2)
+
+
+def test_a_cache_for_another_teacher_or_data_is_refused_naming_the_field(tfds_data_dir, tmp_path):
+    teacher, p = small_teacher(), pipeline(tfds_data_dir)
+    cache = TeacherCache(tmp_path).build(teacher, p, epochs=1, verbose=0)
+    with pytest.raises(CacheMismatchError, match="another data_seed: 0, this run needs 3"):
+        cache.build(teacher, pipeline(tfds_data_dir, data_seed=3), epochs=1)
+    with pytest.raises(CacheMismatchError, match=r"another split: .train\[0:96\]., this run needs .train\[0:64\]."):
+        cache.verify(teacher, pipeline(tfds_data_dir, num_examples=64), epochs=1)
+    changed = small_teacher()
+    changed.layers[-1].bias.assign(changed.layers[-1].bias + 1e-3)
+    with pytest.raises(CacheMismatchError, match="another teacher_sha256"):
+        cache.verify(changed, p, epochs=1)
+    with pytest.raises(CacheMismatchError, match="has no epoch 2"):
+        cache.verify(teacher, p, epochs=2)
+    cache.verify(small_teacher(), p, epochs=1)  # the same weights, rebuilt: accepted
+
+
+def test_damaged_epoch_file_is_detected(tfds_data_dir, tmp_path):
+    teacher, p = small_teacher(), pipeline(tfds_data_dir)
+    cache = TeacherCache(tmp_path).build(teacher, p, epochs=1, verbose=0)
+    path = tmp_path / "epoch_0000.f32"
+    raw = bytearray(path.read_bytes())
+    raw[100] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    with pytest.raises(CacheMismatchError, match="epoch_0000.f32 does not match its SHA-256"):
+        cache.verify(teacher, p, epochs=1)
+
+
+def test_interrupted_build_resumes_with_the_missing_epochs_only(tfds_data_dir, tmp_path, capsys):
+    teacher, p = small_teacher(), pipeline(tfds_data_dir)
+    TeacherCache(tmp_path).build(teacher, p, epochs=1, verbose=0)
+    first = (tmp_path / "epoch_0000.f32").read_bytes()
+    stale = tmp_path / "epoch_0001.tmp-999999.f32"  # what a process killed while writing leaves
+    stale.write_bytes(b"partial")
+    os.utime(tmp_path / "epoch_0000.f32", (1, 1))
+    cache = TeacherCache(tmp_path).build(teacher, p, epochs=3, verbose=1)
+    out = capsys.readouterr().out
+    assert "epoch 1/3" not in out and "epoch 2/3" in out and "epoch 3/3" in out
+    assert not stale.exists() and os.path.getmtime(tmp_path / "epoch_0000.f32") == 1
+    assert (tmp_path / "epoch_0000.f32").read_bytes() == first
+    assert cache.epochs_done() == [0, 1, 2] and json.loads((tmp_path / "manifest.json").read_text())["epochs"] == 3
+    cache.verify(teacher, p, epochs=3)
