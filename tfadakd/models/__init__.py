@@ -20,6 +20,8 @@ Families (one file each, registered by name in `MODELS`):
 - `mobilenetv2.py`: MobileNetV2 (the zoo's `mobile_half`)
 - `shufflenet.py`: ShuffleV1, ShuffleV2
 - `resnetv2.py`: ResNet18, ResNet50
+- `imagenet_resnet.py`: imagenet_resnet18, imagenet_resnet34, imagenet_resnet50 (torchvision's ImageNet
+  ResNets; `build` defaults to 100 classes and 32x32, so pass `num_classes=1000, input_shape=(224, 224, 3)`)
 
 Adding an architecture is one file plus one registration:
 
@@ -55,7 +57,7 @@ from typing import Dict, List, Optional, Sequence
 import keras
 
 from tfadakd.models._registry import MODELS
-from tfadakd.models import mobilenetv2, resnet, resnetv2, shufflenet, vgg, wrn  # noqa: F401 (register)
+from tfadakd.models import imagenet_resnet, mobilenetv2, resnet, resnetv2, shufflenet, vgg, wrn  # noqa: F401 (register)
 from tfadakd.models._common import ChannelShuffle, ChannelSlice, GroupedConv2D
 from tfadakd.models.batch_norm import FusedBatchNormalization
 
