@@ -1,0 +1,107 @@
+"""The one door to Keras and TensorFlow internals: every private API tfadakd uses goes through here.
+
+Each function wraps exactly one private attribute, method or module of Keras or TensorFlow and says what
+it relies on. `tests/test_compat.py` checks every one of them against the installed releases, with a
+message naming the API and the versions, so that a Keras or TensorFlow release that removes or changes
+one fails there first and plainly (not deep inside a training step). The versions in `pyproject.toml`
+are bounded to the range these tests passed on; BUILD.md says how to try a new release.
+
+Checked against: Keras 3.15.1, TensorFlow 2.21.0.
+
+Example:
+
+```python
+from tfadakd import _compat
+
+_compat.loss_tracker(model).update_state(loss)     # instead of model._loss_tracker
+```
+"""
+
+import keras
+import tensorflow as tf
+
+
+def loss_tracker(model):
+    """The `keras.metrics.Mean` named "loss" that `Model.compile` creates and `fit` logs as `loss`.
+
+    Relies on: `Trainer._loss_tracker` (keras/src/trainers/trainer.py), set by `compile()` and listed
+    first in `model.metrics` (so `fit` resets it every epoch and logs its result as `loss`). A custom
+    `train_step` that reports its own loss updates it, as Keras' own `train_step` does. Private since
+    Keras 3.0; checked on Keras 3.15.
+    """
+    return model._loss_tracker
+
+
+def supports_no_merge_call():
+    """Whether the current strategy runs optimizer updates in pure replica context (no `merge_call`).
+
+    When it does, `optimizer.apply_gradients` may sit inside a `tf.cond` in replica context; when it
+    does not, the `cond` must move to cross-replica context (Keras' `LossScaleOptimizer` makes the same
+    choice with the same function). True without a strategy.
+
+    Relies on: `tf.__internal__.distribute.strategy_supports_no_merge_call` (TensorFlow's
+    distribute/merge_call_interim.py, exported for Keras since 2021). Checked on TensorFlow 2.21.
+    """
+    return tf.__internal__.distribute.strategy_supports_no_merge_call()
+
+
+def in_multi_worker_mode(strategy=None):
+    """Whether `strategy` (default: the current one) spans several workers (processes).
+
+    Keras 3 then reduces each logged value across workers with `strategy.reduce("MEAN", v, axis=0)`,
+    which needs a leading axis (see `Distiller._reducible`).
+
+    Relies on: `StrategyExtended._in_multi_worker_mode()` (TensorFlow's distribute_lib.py; implemented
+    by every strategy's `extended`, True for `MultiWorkerMirroredStrategy` with more than one worker).
+    Keras 3's TensorFlow trainer makes the same test with it. Checked on TensorFlow 2.21.
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    return bool(strategy.extended._in_multi_worker_mode())
+
+
+def maybe_symbolic_build(model, iterator=None, data_batch=None):
+    """`keras.Model._maybe_symbolic_build`, built from this worker's first replica's batch under MWMS.
+
+    Keras 3 builds a model created under a strategy from the first batch of `fit` / `evaluate`,
+    reducing the per-replica values with `strategy.reduce("MEAN")`, which fails under
+    `MultiWorkerMirroredStrategy` (keras-team/keras#20585). Only the batch's shapes and dtypes matter
+    there, so this gives it this worker's first replica's values instead. Elsewhere it is Keras' own.
+    A `keras.Model` subclass overrides its `_maybe_symbolic_build` with this function.
+
+    Relies on: `Trainer._maybe_symbolic_build(iterator=None, data_batch=None)` (Keras' TensorFlow
+    trainer; `fit` and `evaluate` call it with their epoch iterator, then reset the iterator) and on
+    that iterator yielding `(begin_step, end_step, batches)` triples whose `batches` is a Python
+    iterator. Checked on Keras 3.15.
+    """
+    strategy = model.distribute_strategy
+    if iterator is not None and isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        for _, _, batches in iterator:
+            data_batch = tf.nest.map_structure(
+                lambda v: strategy.experimental_local_results(v)[0]
+                if isinstance(v, tf.distribute.DistributedValues) else v,
+                next(batches),
+            )
+            break
+        iterator = None
+    return keras.Model._maybe_symbolic_build(model, iterator=iterator, data_batch=data_batch)
+
+
+def flatten_layers(model):
+    """`model` and all its layers, nested ones included (depth first, each once).
+
+    Relies on: `Layer._flatten_layers(include_self=True, recursive=True)` (keras/src/layers/layer.py),
+    private since Keras 3.0. Checked on Keras 3.15.
+    """
+    return model._flatten_layers()
+
+
+def variable_index(optimizer, variable):
+    """The index of the trainable `variable` among those `optimizer.build` received.
+
+    Lets an optimizer's `update_step` find its per-variable slots (a list built in `build`), as Keras'
+    own optimizers do.
+
+    Relies on: `BaseOptimizer._get_variable_index(variable)` (keras/src/optimizers/base_optimizer.py),
+    private since Keras 3.0. Checked on Keras 3.15.
+    """
+    return optimizer._get_variable_index(variable)
