@@ -242,7 +242,9 @@ def float32_model(model):
     """
     import keras
 
-    if all(layer.compute_dtype == "float32" for layer in model._flatten_layers()):
+    from tfadakd import _compat
+
+    if all(layer.compute_dtype == "float32" for layer in _compat.flatten_layers(model)):
         return model
 
     def as_float32(layer):

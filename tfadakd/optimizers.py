@@ -16,6 +16,8 @@ weight_decay=5e-4)`. Two details differ from `keras.optimizers.SGD`:
 
 import keras
 
+from tfadakd import _compat
+
 
 @keras.saving.register_keras_serializable(package="tfadakd")
 class SGD(keras.optimizers.Optimizer):
@@ -85,7 +87,7 @@ class SGD(keras.optimizers.Optimizer):
         if self.coupled_weight_decay:
             gradient = ops.add(gradient, ops.multiply(self.coupled_weight_decay, variable))
         if self.momentum:
-            buffer = self.momentum_buffers[self._get_variable_index(variable)]
+            buffer = self.momentum_buffers[_compat.variable_index(self, variable)]
             self.assign(buffer, ops.add(ops.multiply(self.momentum, buffer), gradient))
             if self.nesterov:
                 gradient = ops.add(gradient, ops.multiply(self.momentum, buffer))
