@@ -49,7 +49,7 @@ def in_multi_worker_mode(strategy=None):
     """Whether `strategy` (default: the current one) spans several workers (processes).
 
     Keras 3 then reduces each logged value across workers with `strategy.reduce("MEAN", v, axis=0)`,
-    which needs a leading axis (see `Distiller._reducible`).
+    which needs a leading axis (see `tfadakd.distiller._reducible`).
 
     Relies on: `StrategyExtended._in_multi_worker_mode()` (TensorFlow's distribute_lib.py; implemented
     by every strategy's `extended`, True for `MultiWorkerMirroredStrategy` with more than one worker).
