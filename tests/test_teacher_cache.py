@@ -7,6 +7,7 @@ import os
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import tfadakd
 from tfadakd.teacher_cache import CacheMismatchError, TeacherCache
@@ -86,3 +87,69 @@ def test_interrupted_build_resumes_with_the_missing_epochs_only(tfds_data_dir, t
     assert (tmp_path / "epoch_0000.f32").read_bytes() == first
     assert cache.epochs_done() == [0, 1, 2] and json.loads((tmp_path / "manifest.json").read_text())["epochs"] == 3
     cache.verify(teacher, p, epochs=3)
+
+
+def small_student(seed=5):
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Conv2D(6, 3, strides=2, activation="relu")(inputs)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(10)(x))
+
+
+def distiller(teacher):
+    model = tfadakd.Distiller(small_student(), teacher)
+    model.compile(optimizer=tfadakd.optimizers.SGD(0.1, momentum=0.9), metrics=["accuracy"])
+    return model
+
+
+def test_training_on_cached_logits_leaves_the_weights_training_with_the_teacher_leaves(tfds_data_dir, tmp_path):
+    keras.mixed_precision.set_global_policy("float32")
+    teacher, p = small_teacher(), pipeline(tfds_data_dir)
+    validation = tfadakd.data.load_cifar("cifar10", "test", batch_size=64, data_dir=tfds_data_dir, num_examples=64)
+    cache = TeacherCache(tmp_path / "cache").build(teacher, p, epochs=3, verbose=0)
+    run = dict(verbose=0, temperature_batches=0)
+
+    live = distiller(teacher)
+    tfadakd.runs.fit_run(live, p, validation, tmp_path / "live", epochs=3, **run)
+    cached = distiller(teacher)
+    tfadakd.runs.fit_run(cached, cache.attach(p), validation, tmp_path / "cached", epochs=3, **run)
+    first = distiller(teacher)  # cut after one epoch, resumed by fresh models (a new process)
+    tfadakd.runs.fit_run(first, cache.attach(p), validation, tmp_path / "resumed", epochs=1, **run)
+    resumed = distiller(teacher)
+    results = tfadakd.runs.fit_run(resumed, cache.attach(p), validation, tmp_path / "resumed", epochs=3, **run)
+
+    assert results["resumed_from_epoch"] == 1 and int(resumed.optimizer.iterations.numpy()) == 3 * p.steps_per_epoch
+    for reference, a, b in zip(live.student.weights, cached.student.weights, resumed.student.weights):
+        np.testing.assert_allclose(a.numpy(), reference.numpy(), rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(b.numpy(), reference.numpy(), rtol=1e-6, atol=1e-7)
+    assert not np.allclose(live.student.weights[0].numpy(), small_student().weights[0].numpy())  # it trained
+
+
+def test_the_distiller_does_not_run_the_teacher_on_cached_batches(tfds_data_dir):
+    keras.mixed_precision.set_global_policy("float32")
+    teacher = small_teacher()
+    calls = []
+
+    class Counting(keras.Model):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def call(self, x, training=False):
+            calls.append(1)  # traced: counts the traces that call the teacher
+            return self.inner(x, training=training)
+
+    wrapped = Counting(teacher)
+    wrapped(np.zeros((1, 32, 32, 3), "float32"))
+    model = distiller(wrapped)
+    calls.clear()
+    x = np.random.default_rng(0).normal(size=(8, 32, 32, 3)).astype("float32")
+    logits = teacher.predict_on_batch(x)
+    model.train_on_batch({"images": x, "teacher_logits": logits}, np.arange(8) % 10)
+    assert calls == []
+    with pytest.raises((ValueError, tf.errors.InvalidArgumentError), match="teacher_logits .*student.*10 classes"):
+        model.train_on_batch({"images": x, "teacher_logits": logits[:, :7]}, np.arange(8) % 10)
+    with pytest.raises(ValueError, match="must be \\{'images'"):
+        model.train_on_batch({"pixels": x, "teacher_logits": logits}, np.arange(8) % 10)

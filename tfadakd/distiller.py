@@ -106,6 +106,11 @@ class Distiller(keras.Model):
     metrics) are unscaled and do not depend on the replica count. Losses are computed in float32
     under mixed precision. `evaluate` runs the student alone: its `loss` is the student loss.
 
+    A training batch may bring the teacher's logits, `({"images": x, "teacher_logits": t}, y)`: the
+    step then uses `t` and skips the teacher's forward pass (otherwise the same step, guards
+    included). `tfadakd.teacher_cache.TeacherCache.attach(pipeline)` builds such batches from an
+    exact cache of the teacher's logits on every epoch's augmented views.
+
     Arguments:
         student: a `keras.Model` producing logits, the model to train.
         teacher: a trained `keras.Model` producing logits of the same shape. It is frozen
@@ -207,9 +212,12 @@ class Distiller(keras.Model):
         loss_fn = input_checks.student_loss_fn(getattr(self, "loss", None))
         return tf.reshape(loss_fn(y, student_logits), [-1])
 
-    def _distillation_terms(self, x, y, sample_weight, training):
-        """Returns the unscaled losses and logged values for one (per-replica) batch."""
-        teacher_logits = tf.stop_gradient(tf.cast(self.teacher(x, training=False), "float32"))
+    def _distillation_terms(self, x, y, sample_weight, training, teacher_logits=None):
+        """Returns the unscaled losses and logged values for one (per-replica) batch; the teacher runs
+        unless the batch brought its logits (`teacher_logits`)."""
+        if teacher_logits is None:
+            teacher_logits = self.teacher(x, training=False)
+        teacher_logits = tf.stop_gradient(tf.cast(teacher_logits, "float32"))
         student_logits = tf.cast(self.student(x, training=training), "float32")
         per_sample_kd, temperature = self.distillation_loss(
             teacher_logits, student_logits, labels=y, epoch=self.epoch, return_temperature=True
@@ -242,11 +250,13 @@ class Distiller(keras.Model):
     # ------------------------------------------------------------------ steps
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        x, cached_logits = input_checks.split_teacher_logits(x, self.student)
         x = input_checks.check_inputs(x, self.student)
         labels_ok, smallest, largest, y = self._check_labels(y)
         trainable = self.trainable_variables
         with tf.GradientTape() as tape:
-            total, student_logits, logs, teacher_logits = self._distillation_terms(x, y, sample_weight, True)
+            total, student_logits, logs, teacher_logits = self._distillation_terms(
+                x, y, sample_weight, True, teacher_logits=cached_logits)
             # Gradients are summed over replicas: scale the per-replica mean to the global mean.
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
             scaled = self.optimizer.scale_loss(total / replicas)
@@ -281,6 +291,7 @@ class Distiller(keras.Model):
 
     def test_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        x, _ = input_checks.split_teacher_logits(x, self.student)  # evaluation runs the student alone
         x = input_checks.check_inputs(x, self.student)
         _, _, _, y = self._check_labels(y)
         student_logits = tf.cast(self.student(x, training=False), "float32")

@@ -40,6 +40,46 @@ def labels_message(num_classes):
     return failure("labels_out_of_range").describe(num_classes=num_classes)
 
 
+#: The key under which a batch carries the teacher's logits: `({"images": x, "teacher_logits": t}, y)`.
+TEACHER_LOGITS = "teacher_logits"
+
+
+def split_teacher_logits(x, student=None):
+    """`(inputs, teacher_logits)` of a batch's `x`; `teacher_logits` is None unless `x` carries them.
+
+    A batch carries the teacher's logits as `x = {"images": images, "teacher_logits": logits}` (what
+    `tfadakd.teacher_cache.TeacherCache.attach` yields): the `Distiller` then skips the teacher's
+    forward pass. Refused when the traced logits do not have the student's `(batch, classes)` shape.
+
+    Example:
+
+    >>> images, logits = split_teacher_logits({"images": x, "teacher_logits": t})
+    """
+    if not isinstance(x, dict) or TEACHER_LOGITS not in x:
+        return x, None
+    if set(x) != {"images", TEACHER_LOGITS}:
+        raise ValueError(
+            f"A batch that carries the teacher's logits must be {{'images': ..., 'teacher_logits': ...}}, got the "
+            f"keys {sorted(x)}. Use tfadakd.teacher_cache.TeacherCache.attach(pipeline) to build such batches."
+        )
+    logits = x[TEACHER_LOGITS]
+    classes = num_classes(student) if student is not None else None
+    shape = tuple(logits.shape) if hasattr(logits, "shape") else None
+    advice = "the cached logits belong to another teacher or data set (rebuild the cache for this teacher)."
+    if classes is not None and shape is not None and (len(shape) != 2 or shape[-1] not in (None, classes)):
+        raise ValueError(
+            f"The batch's teacher_logits have shape {shape}, but the student outputs {classes} classes: {advice}"
+        )
+    if classes is not None and shape is not None and shape[-1] is None:  # a relaxed trace: check at run time
+        check = tf.debugging.Assert(
+            tf.equal(tf.shape(logits)[-1], classes),
+            [f"The batch's teacher_logits do not have the student's {classes} classes: {advice} Shape:",
+             tf.shape(logits)])
+        with tf.control_dependencies([check]):
+            logits = tf.identity(logits)
+    return x["images"], logits
+
+
 def check_inputs(x, student):
     """Refuses, when the step is traced, inputs of the wrong per-example shape or integer images.
 
