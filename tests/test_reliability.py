@@ -373,7 +373,7 @@ def test_saved_distiller_with_a_lambda_teacher_needs_explicit_unsafe_loading(tmp
 
 
 def test_library_and_apps_never_turn_safe_mode_off_implicitly():
-    allowed = {("apps/distill.py", "safe_mode=not FLAGS.unsafe_teacher")}
+    allowed = {("apps/distill.py", "safe_mode=not unsafe")}
     found = set()
     for path in sorted((REPO / "tfadakd").rglob("*.py")) + sorted((REPO / "apps").glob("*.py")):
         for line in path.read_text().splitlines():
