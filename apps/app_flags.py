@@ -50,7 +50,11 @@ def define_training_flags():
         "epoch). 0: no split, the best epoch is chosen on the test set (the literature's habit; results say so).",
         lower_bound=0)
     flags.DEFINE_integer("batch_size", 64, "Global batch size (split over replicas).", lower_bound=1)
-    flags.DEFINE_integer("seed", 0, "Random seed for weights, shuffling and augmentation.")
+    flags.DEFINE_integer("seed", 0, "Random seed for weights and the order of the batches (and the augmentation "
+                         "unless --data_seed is given).")
+    flags.DEFINE_integer("data_seed", None, "Seed of the augmentation alone (default: --seed): example i's crop and "
+                         "flip at epoch e depend only on (data_seed, e, i). Runs that share a teacher-logit cache "
+                         "(--teacher_cache) share it.")
 
     # ------------------------------------------------------------------------ optimization
     flags.DEFINE_integer("epochs", 240, "Training epochs.", lower_bound=1)

@@ -142,8 +142,9 @@ def fit_run(*args, **kwargs):
 
 
 def train_model(config, strategy, data, model_name, run_dir, epochs, learning_rate, run_config, save_path=None,
-                lr_milestones=None):
-    """Trains `model_name` from scratch with cross-entropy into `run_dir`; returns (results, model).
+                lr_milestones=None, callbacks=()):
+    """Trains `model_name` from scratch with cross-entropy into `run_dir` (with more Keras `callbacks`);
+    returns (results, model).
 
     `data` is `datasets(...)`'s `Data`: its validation split chooses the best epoch, its test split (when
     it is another split) is evaluated every epoch and only reported.
@@ -161,7 +162,7 @@ def train_model(config, strategy, data, model_name, run_dir, epochs, learning_ra
             jit_compile=config.jit_compile,
         )
     results = fit_run(model, data.train, data.validation, run_dir, epochs, config=run_config,
-                      verbose=config.verbose, test_data=data.reported_test)
+                      verbose=config.verbose, test_data=data.reported_test, callbacks=list(callbacks))
     if save_path:
         try:
             os.makedirs(os.path.dirname(os.path.abspath(save_path)), exist_ok=True)
@@ -173,8 +174,9 @@ def train_model(config, strategy, data, model_name, run_dir, epochs, learning_ra
 
 
 class Data:
-    """The pipelines of one run: `train`, `validation` (chooses the best epoch), `test`, and
-    `reported_test` (the test pipeline when it is not the validation one, else None)."""
+    """The pipelines of one run: `train` (a `tfadakd.data.EpochPipeline`), `validation` (chooses the
+    best epoch), `test`, and `reported_test` (the test pipeline when it is not the validation one, else
+    None)."""
 
     def __init__(self, train, validation, test):
         self.train, self.validation, self.test = train, validation, test
@@ -182,11 +184,12 @@ class Data:
 
     @property
     def steps_per_epoch(self):
-        """Batches in one pass over the training pipeline, as the pipeline itself counts them."""
-        steps = int(self.train.cardinality())
-        if steps <= 0:
-            raise ValueError(f"The training pipeline has no known, positive number of batches ({steps}).")
-        return steps
+        """Batches in one epoch, as the training pipeline itself counts them."""
+        return self.train.steps_per_epoch
+
+    def with_train(self, train):
+        """The same pipelines with another training pipeline (e.g. one carrying teacher logits)."""
+        return Data(train, self.validation, self.test)
 
 
 def datasets(config, strategy):
@@ -199,9 +202,9 @@ def datasets(config, strategy):
 
     common = dict(data_dir=config.data_dir, manual_dir=config.manual_dir, batch_size=config.batch_size)
     try:
-        train = tfadakd.data.load_cifar(
+        train = tfadakd.data.cifar_epochs(
             config.dataset, train_split_name(config), num_examples=config.train_examples or None, seed=config.seed,
-            drop_remainder=strategy.num_replicas_in_sync > 1, **common)
+            data_seed=config.data_seed, drop_remainder=strategy.num_replicas_in_sync > 1, **common)
         test = tfadakd.data.load_cifar(config.dataset, "test", num_examples=config.test_examples or None, **common)
         validation = test
         if config.validation_examples:
@@ -209,6 +212,8 @@ def datasets(config, strategy):
                 config.dataset, f"train[-{config.validation_examples}:]", augment=False, shuffle=False, **common)
     except tfadakd.data.DataNotFoundError as error:
         fail(str(error))
+    except ValueError as error:  # e.g. too few examples for one batch
+        fail(f"{error} (--train_examples={config.train_examples}, --batch_size={config.batch_size})")
     return Data(train, validation, test)
 
 
@@ -247,6 +252,28 @@ def metrics():
     import keras
 
     return ["accuracy", keras.metrics.SparseTopKCategoricalAccuracy(5, name="top5")]
+
+
+def epochs_done(run_dir):
+    """Epochs a run directory has completed (its checkpoint state), 0 for a new run."""
+    import tfadakd
+
+    state = tfadakd.callbacks.read_json(os.path.join(run_dir, "checkpoints", "state.json"))
+    return int(state["epoch"]) + 1 if isinstance(state, dict) and "epoch" in state else 0
+
+
+def device_description():
+    """The accelerators TensorFlow sees, or the CPU with its core count and bf16 features; and whether
+    there is an accelerator."""
+    import tensorflow as tf
+
+    import tfadakd
+
+    accelerators = tf.config.list_physical_devices("GPU") + tf.config.list_physical_devices("TPU")
+    if accelerators:
+        return f"{len(accelerators)} x {accelerators[0].device_type}", True
+    features = [f for f in ("amx_bf16", "avx512_bf16") if f in tfadakd.precision.cpu_flags()]
+    return f"CPU, {os.cpu_count()} cores{', ' + '/'.join(features) if features else ''}", False
 
 
 def run_dir(config, default_name):

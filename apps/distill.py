@@ -28,10 +28,16 @@ flags.DEFINE_bool("train_teacher_if_missing", True, "Train the teacher first whe
 flags.DEFINE_integer("teacher_epochs", None, "Epochs for a teacher trained here (default: --epochs).", lower_bound=1)
 flags.DEFINE_list("teacher_lr_milestones", None, "Learning-rate milestones for a teacher trained here (default: --lr_milestones).")
 flags.DEFINE_float("teacher_learning_rate", None, "Learning rate for a teacher trained here (default: --learning_rate).", lower_bound=0.0)
+flags.DEFINE_string(
+    "teacher_cache", None, "Directory of an exact teacher-logit cache (tfadakd.teacher_cache): built for the "
+    "--epochs of this run if missing or incomplete, reused (after checking its manifest and checksums) otherwise; the "
+    "steps then skip the teacher's forward pass. Runs sharing it must share the teacher, data slice and --data_seed.")
 flags.DEFINE_bool("unsafe_teacher", False, "Allow a teacher .keras file containing arbitrary code (Lambda layers). Only for files you trust.")
 flags.DEFINE_string("student", "resnet8x4", "Student architecture (zoo name).")
 flags.DEFINE_bool("baseline_student", False, "Also train the student alone (cross-entropy, same budget) and report it.")
 flags.DEFINE_list("export_tflite", [], "After training, export the best student to TFLite in these modes (none, float16, dynamic, int8) into <run dir>/export/, with export.json.")
+flags.DEFINE_bool("dry_run", False, "Print the plan (phases, epochs, steps, estimated wall time from a few timed "
+                  "steps of throwaway models) and exit: trains nothing and writes nothing.")
 flags.DEFINE_bool("student_alone", False, "Only train the student alone (cross-entropy) into the run directory: the no-distillation baseline.")
 
 # ---------------------------------------------------------------------------- method
@@ -109,9 +115,31 @@ def default_run_name(config):
     return f"{config.student}_from_{config.teacher}_{config.method}_{config.temperature}{standardized}_s{config.seed}"
 
 
+def verify_shipped(path):
+    """Checks `path` against its `<path>.sha256` (written beside every shipped file), if there is one;
+    exits with a clear message when the file does not match."""
+    import hashlib
+
+    recorded_path = f"{path}.sha256"
+    if not os.path.exists(recorded_path):
+        return
+    with open(recorded_path) as f:
+        recorded = f.read().split()[0].lower()
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    if digest.hexdigest() != recorded:
+        common.fail(
+            f"{path} does not match its SHA-256 in {recorded_path} (it is {digest.hexdigest()}, {recorded} was "
+            "recorded): the file is damaged or was replaced. Restore it (git checkout -- <file>), or delete both "
+            "files to train a new teacher.")
+
+
 def load_teacher(path, unsafe=False):
     import keras
 
+    verify_shipped(path)
     try:
         return keras.models.load_model(path, safe_mode=not unsafe)
     except Exception as error:  # noqa: BLE001 - any failure to read the file is reported the same way
@@ -167,7 +195,6 @@ def check(config):
                     "options come from their flags and --temperature_options / --method_options)")
     if config.student_loss_weight == 0 and config.distillation_loss_weight == 0:
         common.fail("--student_loss_weight and --distillation_loss_weight cannot both be 0.")
-    common.writable(config.output_dir)
     common.milestones(config)
     unknown = sorted(set(config.export_tflite) - set(tfadakd.export.QUANTIZATION_MODES))
     if unknown:
@@ -176,9 +203,13 @@ def check(config):
         common.milestones(config, "teacher_lr_milestones")
 
 
-def teacher_file(config, strategy, data):
+def teacher_path_of(config):
+    return config.teacher_path or os.path.join(config.output_dir, config.dataset, config.teacher, "teacher.keras")
+
+
+def teacher_file(config, strategy, data, callbacks=()):
     """The teacher's path, training the teacher there first if it is missing (and allowed)."""
-    teacher_path = config.teacher_path or os.path.join(config.output_dir, config.dataset, config.teacher, "teacher.keras")
+    teacher_path = teacher_path_of(config)
     if os.path.exists(teacher_path):
         return teacher_path
     if not config.train_teacher_if_missing:
@@ -194,18 +225,42 @@ def teacher_file(config, strategy, data):
         config.teacher_learning_rate or config.learning_rate, {"model": config.teacher, **config.as_dict()},
         save_path=teacher_path,
         lr_milestones=common.milestones(config, "teacher_lr_milestones") if config.teacher_lr_milestones else None,
+        callbacks=callbacks,
     )
     return teacher_path
 
 
-def train_alone(config, strategy, data, run_dir):
+def cached_teacher_logits(config, teacher, train):
+    """`train` carrying the teacher's logits from --teacher_cache, built first where epochs are missing."""
+    from tfadakd import teacher_cache
+
+    cache = teacher_cache.TeacherCache(config.teacher_cache)
+    done = cache.epochs_done() if cache.manifest() is not None else []
+    try:
+        if len(done) < config.epochs or any(e not in done for e in range(config.epochs)):
+            print(f"Teacher-logit cache {config.teacher_cache}: computing epochs {len(done) + 1}-{config.epochs} "
+                  f"({train.num_examples} examples each, once for every run that shares it).", flush=True)
+            cache.build(teacher, train, config.epochs, verbose=1 if config.verbose else 0)
+        else:
+            print(f"Teacher-logit cache {config.teacher_cache}: reusing {config.epochs} epochs (the teacher's "
+                  "forward pass is skipped).", flush=True)
+        cache.verify(teacher, train, config.epochs)
+    except teacher_cache.CacheMismatchError as error:
+        common.fail(str(error))
+    except OSError as error:
+        common.fail(f"{error}\nFree some disk space (or fix the folder), then rerun: the cache build resumes.")
+    return cache.attach(train)
+
+
+def train_alone(config, strategy, data, run_dir, callbacks=()):
     """The student trained alone (cross-entropy) with the same budget; returns its results."""
     results, _ = common.train_model(config, strategy, data, config.student, run_dir, config.epochs,
-                                    config.learning_rate, {"model": config.student, **config.as_dict()})
+                                    config.learning_rate, {"model": config.student, **config.as_dict()},
+                                    callbacks=callbacks)
     return results
 
 
-def distill(config, strategy, data, teacher_path, run_dir):
+def distill(config, strategy, data, teacher_path, run_dir, callbacks=()):
     """Distills the teacher into a new student in `run_dir`; returns (results, teacher)."""
     import keras
 
@@ -227,35 +282,138 @@ def distill(config, strategy, data, teacher_path, run_dir):
             metrics=common.metrics(),
             jit_compile=config.jit_compile,
         )
+    if config.teacher_cache:
+        data = data.with_train(cached_teacher_logits(config, teacher, data.train))
     results = common.fit_run(
         distiller, data.train, data.validation, run_dir, config.epochs, model_to_save=student,
         config={"teacher_path": teacher_path, **config.as_dict()}, verbose=config.verbose,
-        test_data=data.reported_test,
+        test_data=data.reported_test, callbacks=list(callbacks),
     )
     return results, teacher
+
+
+def alone_dir_of(config):
+    return common.run_dir(config, f"{config.student}_alone_s{config.seed}")
+
+
+def make_plan(config, data):
+    """The run's phases (what is left of them on a resume), with their costs in forward passes."""
+    import keras
+
+    import plan as plan_lib
+    import tfadakd
+
+    num_classes = tfadakd.data.num_classes(config.dataset)
+    student = tfadakd.models.flops(tfadakd.models.build(config.student, num_classes=num_classes))
+    path = teacher_path_of(config)
+    teacher_model = (load_teacher(path, config.unsafe_teacher) if os.path.exists(path)
+                     else tfadakd.models.build(config.teacher, num_classes=num_classes))
+    teacher = tfadakd.models.flops(teacher_model)
+    steps, batch = data.steps_per_epoch, config.batch_size
+    eval_steps = int(data.validation.cardinality()) + (int(data.test.cardinality()) if data.reported_test else 0)
+
+    def phase(name, epochs, train_units, eval_units, train_steps=steps, evals=eval_steps):
+        return plan_lib.Phase(name, epochs, train_steps, evals, batch, train_units, eval_units)
+
+    alone = phase("student alone", config.epochs - common.epochs_done(alone_dir_of(config)), 3 * student, student)
+    phases = []
+    if config.student_alone:
+        phases.append(alone)
+    else:
+        if not os.path.exists(path):
+            teacher_epochs = config.teacher_epochs or config.epochs
+            phases.append(phase("teacher", teacher_epochs - common.epochs_done(os.path.dirname(path)), 3 * teacher, teacher))
+        cached = 0
+        if config.teacher_cache:
+            from tfadakd.teacher_cache import TeacherCache
+
+            cached = len(TeacherCache(config.teacher_cache).epochs_done()) if os.path.isdir(config.teacher_cache) else 0
+            phases.append(phase("teacher cache", max(0, config.epochs - cached), teacher, 0, evals=0))
+        distill_units = 3 * student + (0 if config.teacher_cache else teacher)
+        run_dir = common.run_dir(config, default_run_name(config))
+        phases.append(phase("distillation", config.epochs - common.epochs_done(run_dir), distill_units, student))
+        if config.baseline_student:
+            phases.append(alone)
+        if config.export_tflite:  # the TFLite interpreter runs one image at a time: ~10x a batched forward (rough)
+            phases.append(phase("export", len(config.export_tflite), 0, 10 * student, train_steps=0,
+                                evals=int(data.test.cardinality())))
+    device, accelerator = common.device_description()
+    return plan_lib.Plan(phases, device, keras.mixed_precision.global_policy().name, accelerator)
+
+
+def measure(config, plan, data):
+    """Seconds per unit from a few steps of throwaway models of the plan's first training phase (--dry_run)."""
+    import keras
+    import numpy as np
+
+    import plan as plan_lib
+    import tfadakd
+
+    first = next((p for p in plan.phases if p.train_steps and p.train_units), None)
+    if first is None:
+        return None
+    num_classes = tfadakd.data.num_classes(config.dataset)
+    path = teacher_path_of(config)
+    student = tfadakd.models.build(config.student, num_classes=num_classes)
+    if first.name == "distillation":
+        teacher = (load_teacher(path, config.unsafe_teacher) if os.path.exists(path)
+                   else tfadakd.models.build(config.teacher, num_classes=num_classes))
+        model = tfadakd.Distiller(student, teacher, make_loss(config), config.student_loss_weight,
+                                  config.distillation_loss_weight)
+    elif first.name == "teacher":
+        model = tfadakd.models.build(config.teacher, num_classes=num_classes)
+    elif first.name == "teacher cache":
+        teacher = load_teacher(path, config.unsafe_teacher)
+        step = lambda: teacher.predict_on_batch(x)  # noqa: E731
+    else:
+        model = student
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(config.batch_size, 32, 32, 3)).astype("float32")
+    y = rng.integers(0, num_classes, config.batch_size)
+    if first.name != "teacher cache":
+        model.compile(optimizer=common.optimizer(config, tfadakd.distribute.get_strategy("default"), 10),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        step = lambda: model.train_on_batch(x, y)  # noqa: E731
+    return plan_lib.seconds_per_unit(step, first.train_units * first.batch_size)
 
 
 def main(argv):
     if len(argv) > 1:
         common.fail(f"Unexpected arguments {argv[1:]}; flags look like --name=value.")
+    import plan as plan_lib
+
     config = common.Config.from_flags()
     check(config)
     strategy = common.setup(config)
     data = common.datasets(config, strategy)
+    plan = make_plan(config, data)
+    if config.dry_run:
+        for line in plan.describe(measure(config, plan, data)):
+            print(line)
+        return
+    common.writable(config.output_dir)
+    for line in plan.describe():
+        print(line)
+    progress = plan_lib.Progress(plan)
+
+    def track(name, epochs):
+        phase_names = [p.name for p in plan.phases]
+        return [plan_lib.callback(progress, name, epochs)] if name in phase_names else []
+
     if config.student_alone:
-        run_dir = common.run_dir(config, f"{config.student}_alone_s{config.seed}")
-        results = train_alone(config, strategy, data, run_dir)
+        run_dir = alone_dir_of(config)
+        results = train_alone(config, strategy, data, run_dir, track("student alone", config.epochs))
         common.print_table([{"model": f"student {config.student} alone", **common.top1_columns(results),
                              "run": run_dir}], "Finished")
         return
-    teacher_path = teacher_file(config, strategy, data)
+    teacher_path = teacher_file(config, strategy, data, track("teacher", config.teacher_epochs or config.epochs))
     run_dir = common.run_dir(config, default_run_name(config))
-    results, teacher = distill(config, strategy, data, teacher_path, run_dir)
+    results, teacher = distill(config, strategy, data, teacher_path, run_dir, track("distillation", config.epochs))
 
     rows = [{"model": f"teacher {config.teacher}", "top-1 (%)": top1(teacher, data.test), "run": teacher_path}]
     if config.baseline_student:
-        alone_dir = os.path.join(config.output_dir, config.dataset, f"{config.student}_alone_s{config.seed}")
-        alone = train_alone(config, strategy, data, alone_dir)
+        alone_dir = alone_dir_of(config)
+        alone = train_alone(config, strategy, data, alone_dir, track("student alone", config.epochs))
         rows.append({"model": f"student {config.student} alone", "top-1 (%)": _last_test_top1(alone), "run": alone_dir})
     rows.append({"model": f"student {config.student} distilled", "top-1 (%)": _last_test_top1(results), "run": run_dir})
     common.print_table(rows, f"{config.dataset}, {results.get('epochs')} epochs, {config.method} + "

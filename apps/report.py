@@ -4,8 +4,10 @@
     python apps/report.py --run_dirs=saved_models/cifar100/runA,saved_models/cifar100/runB --out_dir=report/
 
 Runs are grouped into variants by their directory name without the `_s<seed>` suffix. Writes
-`report.md` (mean +- std of best and last top-1 over seeds, wall time per run, the tuning cost of the
-static-temperature grid against one adaptive run) and PNGs: `accuracy.png` (test top-1 per epoch),
+`report.md` (mean +- std over seeds of the test top-1 at the epoch chosen on validation and at the last
+epoch, the best fixed raw-logit and standardized temperatures chosen by validation, Welch's t of each
+adaptive variant against them, the grids' tuning cost in runs and CPU-hours) and PNGs: `accuracy.png`
+(test top-1 per epoch),
 `temperature.png` (median and 5-95% band of the per-sample temperature per epoch) and
 `correlation.png` (teacher-student logit correlation per epoch).
 """
@@ -24,6 +26,7 @@ flags.DEFINE_string("out_dir", None, "Where report.md and the PNGs go (default: 
 
 SEED = re.compile(r"_s(\d+)$")
 STATIC = re.compile(r"^kd_T([0-9.]+)$")
+STANDARDIZED = re.compile(r"^kd_std_T([0-9.]+)$")
 
 
 def find_runs(root):
@@ -52,19 +55,30 @@ def _fmt(mean_std):
 
 
 def summarize_variants(groups):
-    """Per variant: runs, epochs, best/last top-1 mean and std, mean wall time per run (s)."""
+    """Per variant: runs, epochs, test top-1 at the chosen and at the last epoch, best validation top-1
+    (mean, std and the per-run values), temperatures, correlation, wall time per run (s).
+
+    Runs that logged the test set beside a validation split (`test_accuracy`) report the test top-1 at
+    the epoch chosen on validation; older runs, whose validation data was the test set, report their
+    best epoch, chosen on the test set (`selection` says which)."""
     from tfadakd.runs import read_metrics, summarize
 
     rows = []
     for variant, runs in groups.items():
         summaries = [summarize(run) for run in runs]
         metrics = [read_metrics(run) for run in runs]
+        on_validation = all("test_top1_selected" in s for s in summaries)
+        chosen = [s.get("test_top1_selected") if on_validation else s.get("best_top1") for s in summaries]
+        last = [s.get("test_top1_last") if on_validation else s.get("last_top1") for s in summaries]
         rows.append({
             "variant": variant,
             "runs": len(runs),
             "epochs": sorted({s.get("epochs") for s in summaries}),
-            "best_top1": _mean_std([s.get("best_top1") for s in summaries]),
-            "last_top1": _mean_std([s.get("last_top1") for s in summaries]),
+            "selection": "validation" if on_validation else "test",
+            "chosen_values": [v for v in chosen if v is not None],
+            "test_top1": _mean_std(chosen),
+            "test_last_top1": _mean_std(last),
+            "best_val_top1": _mean_std([s.get("best_top1") for s in summaries]),
             "correlation": _last_epoch_mean(metrics, ("logit_correlation",)),
             "temperature": _last_epoch_mean(metrics, ("temperature_p05", "temperature_p50", "temperature_p95")),
             "temperature_range": _range(metrics),
@@ -72,6 +86,19 @@ def summarize_variants(groups):
             "wall_time_total": float(np.sum([s.get("wall_time_seconds", 0.0) for s in summaries])),
         })
     return rows
+
+
+def welch(a, b):
+    """Welch's t statistic and degrees of freedom for mean(a) - mean(b), or None with fewer than 2 values each."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if len(a) < 2 or len(b) < 2:
+        return None
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    if va + vb == 0:
+        return None
+    t = (a.mean() - b.mean()) / np.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    return float(t), float(df)
 
 
 def _last_epoch_mean(metrics, columns):
@@ -93,30 +120,43 @@ def _range(metrics):
     return (min(low), max(high)) if low and high else None
 
 
+def _best_of(rows, pattern):
+    """The grid member (variant row) with the best mean validation top-1: chosen without the test set."""
+    members = [r for r in rows if pattern.match(r["variant"]) and r["best_val_top1"][0] is not None]
+    return max(members, key=lambda r: r["best_val_top1"][0]) if members else None, members
+
+
 def markdown(rows, title="Results"):
-    """The report's markdown: the table, the best static temperature, and the tuning-cost comparison."""
-    lines = [f"# {title}", "", "| variant | runs | epochs | best top-1 (%) | last top-1 (%) | logit correlation, "
-             "last epoch | temperature p05 / p50 / p95, last epoch | temperature min - max, all epochs | "
-             "wall time per run (s) |",
-             "| --- | ---: | --- | --- | --- | ---: | --- | --- | ---: |"]
+    """The report's markdown: the table, the best fixed temperatures, Welch's t and the tuning cost."""
+    lines = [f"# {title}", "", "| variant | runs | epochs | test top-1 at the chosen epoch (%) | test top-1, last epoch (%) "
+             "| best validation top-1 (%) | logit correlation, last epoch | temperature p05 / p50 / p95, last epoch "
+             "| temperature min - max, all epochs | wall time per run (s) |",
+             "| --- | ---: | --- | --- | --- | --- | ---: | --- | --- | ---: |"]
     for r in rows:
         epochs = ",".join(str(e) for e in r["epochs"])
         correlation = "-" if r.get("correlation") is None else f"{r['correlation'][0]:.3f}"
         temperature = "-" if r.get("temperature") is None else " / ".join(f"{t:.2f}" for t in r["temperature"])
         extremes = "-" if r.get("temperature_range") is None else "{:.2f} - {:.2f}".format(*r["temperature_range"])
-        lines.append(f"| {r['variant']} | {r['runs']} | {epochs} | {_fmt(r['best_top1'])} | {_fmt(r['last_top1'])} | "
-                     f"{correlation} | {temperature} | {extremes} | {r['wall_time']:.0f} |")
-    static = [r for r in rows if STATIC.match(r["variant"]) and r["best_top1"][0] is not None]
-    adaptive = [r for r in rows if r["variant"].startswith("adaptive") and r["best_top1"][0] is not None]
-    lines.append("")
-    if static:
-        best = max(static, key=lambda r: r["best_top1"][0])
-        grid_time = sum(r["wall_time"] for r in static)
-        lines.append(f"Best static temperature of the grid: {best['variant']} ({_fmt(best['best_top1'])} best top-1).")
-        lines.append(f"Tuning cost of the grid: {len(static)} temperatures x one run each = {grid_time:.0f} s of training per seed.")
+        chosen = _fmt(r["test_top1"]) + ("" if r["selection"] == "validation" else " (chosen on test)")
+        lines.append(f"| {r['variant']} | {r['runs']} | {epochs} | {chosen} | {_fmt(r['test_last_top1'])} | "
+                     f"{_fmt(r['best_val_top1'])} | {correlation} | {temperature} | {extremes} | {r['wall_time']:.0f} |")
+    lines += ["", "The epoch of each run is chosen on its validation split; grid members are compared by mean "
+              "validation top-1 (never by test top-1)."]
+    adaptive = [r for r in rows if r["variant"].startswith("adaptive") and r["test_top1"][0] is not None]
+    for label, pattern in (("raw-logit KD temperature", STATIC), ("standardized KD temperature", STANDARDIZED)):
+        best, members = _best_of(rows, pattern)
+        if best is None:
+            continue
+        runs = sum(m["runs"] for m in members)
+        hours = sum(m["wall_time_total"] for m in members) / 3600
+        lines += ["", f"Best fixed {label} (by validation): {best['variant']}, test top-1 {_fmt(best['test_top1'])}. "
+                  f"Tuning cost of its grid: {len(members)} temperatures, {runs} runs, {hours:.2f} CPU-hours."]
         for r in adaptive:
-            lines.append(f"One {r['variant']} run: {r['wall_time']:.0f} s, {100 * r['wall_time'] / grid_time:.0f}% of the grid's training time; "
-                         f"{r['best_top1'][0] - best['best_top1'][0]:+.2f} points of best top-1 against the grid's best.")
+            stats = welch(r["chosen_values"], best["chosen_values"])
+            t = "n/a (fewer than 2 runs)" if stats is None else f"Welch's t = {stats[0]:+.2f} (df {stats[1]:.1f})"
+            lines.append(f"- {r['variant']} against {best['variant']}: {r['test_top1'][0] - best['test_top1'][0]:+.2f} "
+                         f"points, {t}; one run per seed ({r['wall_time_total'] / 3600:.2f} CPU-hours for "
+                         f"{r['runs']} runs).")
     return "\n".join(lines) + "\n"
 
 
@@ -145,7 +185,9 @@ def plot(groups, out_dir):
     import matplotlib.pyplot as plt
 
     paths = []
-    for name, column, ylabel, scale in (("accuracy", "val_accuracy", "test top-1 (%)", 100.0),
+    test_logged = any(_curves(runs, "test_accuracy") is not None for runs in groups.values())
+    accuracy = ("test_accuracy", "test top-1 (%)") if test_logged else ("val_accuracy", "validation top-1 (%)")
+    for name, column, ylabel, scale in (("accuracy", accuracy[0], accuracy[1], 100.0),
                                          ("correlation", "logit_correlation", "teacher-student logit correlation", 1.0)):
         figure, axis = plt.subplots(figsize=(7, 4.5))
         for variant, runs in sorted(groups.items()):

@@ -6,13 +6,16 @@ seeds each, then writes the report (apps/report.py).
 Every run is an `apps/distill.py` process with the sweep's flags plus the variant's overrides, writing
 `<output_dir>/<dataset>/sweeps/<sweep_name>/<variant>_s<seed>/`. Finished runs are skipped and
 interrupted ones resume, so rerunning the command continues the sweep. All runs share one teacher
-(`--teacher_path`, trained first if missing). Variants:
+(`--teacher_path`, trained first if missing) and, by default, one teacher-logit cache
+(`<sweep dir>/teacher_cache`, built by the first distillation run): every distillation run then gets
+`--teacher_cache` and the same `--data_seed` (default 0), so the teacher's forward pass is computed once
+per epoch for the whole sweep; `--nosweep_teacher_cache` computes it in every run instead. Variants:
 
 | variant | settings |
 | --- | --- |
 | `student_alone` | cross-entropy only |
-| `kd_T<t>` | KD at static T=t on raw logits, CE 0.1 + KD 0.9 (RepDistiller) |
-| `kd_std_T2` | logit standardization, base T=2, CE 0.1 + KD 9 |
+| `kd_T<t>` | KD at static T=t on raw logits, CE 0.1 + KD 0.9 (RepDistiller); `static_grid` runs every --static_temperatures |
+| `kd_std_T<t>` | logit standardization at a fixed T=t, CE 0.1 + KD 9 (the fair control); `std_grid` runs every --standardized_temperatures |
 | `adaptive_both` / `adaptive_teacher` | the paper: standardization + adaptive temperature, CE 0.1 + KD 9 |
 | `dkd_T4` | DKD at T=4 on raw logits, CE 1 + DKD 1, --dkd_beta from the flags |
 | `dkd_adaptive` | DKD on standardized logits with the adaptive temperature, CE 1 + DKD 1 |
@@ -30,21 +33,27 @@ import distill  # noqa: F401  (defines the distillation flags the runs take)
 import report
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("static_temperatures", ["1", "2", "3", "4", "6", "8"], "The static grid.")
+flags.DEFINE_list("static_temperatures", ["1", "2", "3", "4", "6", "8"], "The static grid on raw logits (static_grid).")
+flags.DEFINE_list("standardized_temperatures", ["1", "2", "3", "4"], "The fixed-T grid on standardized logits (std_grid).")
+flags.DEFINE_bool("sweep_teacher_cache", True, "Share one teacher-logit cache (<sweep dir>/teacher_cache) between the "
+                  "distillation runs, with one --data_seed for all.")
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds: one run of every variant per seed.")
 flags.DEFINE_list(
     "variants", ["student_alone", "static_grid", "kd_std_T2", "adaptive_both", "adaptive_teacher", "dkd_adaptive"],
-    "Variants to run (static_grid expands to kd_T<t> for every --static_temperatures; dkd_T4 is also available).")
+    "Variants to run (static_grid expands to kd_T<t> for every --static_temperatures, std_grid to kd_std_T<t> for "
+    "every --standardized_temperatures; dkd_T4 is also available).")
 flags.DEFINE_string("sweep_name", None, "Sweep directory name (default: <teacher>_<student>).")
-flags.DEFINE_bool("dry_run", False, "Print the commands without running them.")
 
-SWEEP_ONLY = ("static_temperatures", "seeds", "variants", "sweep_name", "dry_run")
+# --dry_run is apps/distill.py's flag: here it prints the runs' commands without running them.
+SWEEP_ONLY = ("static_temperatures", "standardized_temperatures", "sweep_teacher_cache", "seeds", "variants",
+              "sweep_name", "dry_run")
 KD_STATIC = ["--method=kd", "--temperature=static", "--nostandardize", "--student_loss_weight=0.1", "--distillation_loss_weight=0.9"]
 PAPER = ["--method=kd", "--temperature=adaptive", "--standardize", "--student_loss_weight=0.1", "--distillation_loss_weight=9"]
+STANDARDIZED = ["--method=kd", "--temperature=standardized", "--standardize", "--student_loss_weight=0.1",
+                "--distillation_loss_weight=9"]
 FIXED = {
     "student_alone": ["--student_alone"],
-    "kd_std_T2": ["--method=kd", "--temperature=standardized", "--standardized_base=2", "--standardize",
-                  "--student_loss_weight=0.1", "--distillation_loss_weight=9"],
+    "kd_std_T2": STANDARDIZED + ["--standardized_base=2"],
     "adaptive_both": PAPER + ["--temperature_source=both"],
     "adaptive_teacher": PAPER + ["--temperature_source=teacher"],
     "dkd_T4": ["--method=dkd", "--temperature=static", "--static_temperature=4", "--nostandardize",
@@ -54,24 +63,46 @@ FIXED = {
 }
 
 
+def _grid(flag, values):
+    for t in values:
+        try:
+            value = float(t)
+        except ValueError:
+            common.fail(f"--{flag} must be numbers, got {t!r}.")
+        if value <= 0:
+            common.fail(f"--{flag} must be positive, got {t!r}.")
+    return values
+
+
 def variants():
-    """[(name, extra flags)] in run order; exits on an unknown variant or temperature."""
+    """[(name, extra flags)] in run order, each name once; exits on an unknown variant or temperature."""
     result = []
     for name in FLAGS.variants:
         if name == "static_grid":
-            for t in FLAGS.static_temperatures:
-                try:
-                    value = float(t)
-                except ValueError:
-                    common.fail(f"--static_temperatures must be numbers, got {t!r}.")
-                if value <= 0:
-                    common.fail(f"--static_temperatures must be positive, got {t!r}.")
-                result.append((f"kd_T{t}", KD_STATIC + [f"--static_temperature={t}"]))
+            result += [(f"kd_T{t}", KD_STATIC + [f"--static_temperature={t}"])
+                       for t in _grid("static_temperatures", FLAGS.static_temperatures)]
+        elif name == "std_grid":
+            result += [(f"kd_std_T{t}", STANDARDIZED + [f"--standardized_base={t}"])
+                       for t in _grid("standardized_temperatures", FLAGS.standardized_temperatures)]
         elif name in FIXED:
             result.append((name, FIXED[name]))
         else:
-            common.fail(f"Unknown variant {name!r}. Valid: static_grid, {', '.join(FIXED)}.")
-    return result
+            common.fail(f"Unknown variant {name!r}. Valid: static_grid, std_grid, {', '.join(FIXED)}.")
+    seen = set()
+    return [(n, extra) for n, extra in result if not (n in seen or seen.add(n))]
+
+
+def progress(sweep_dir, run_names):
+    """'k of N runs done, M left, about T left': T from the mean wall time of the finished runs."""
+    import plan as plan_lib
+    from tfadakd.callbacks import read_json
+
+    times = [read_json(os.path.join(sweep_dir, n, "results.json"), {}).get("wall_time_seconds") for n in run_names]
+    done = [t for t in times if t is not None]
+    left = len(run_names) - len(done)
+    estimate = (f"about {plan_lib.format_duration(left * sum(done) / len(done))} left (mean of the finished runs)"
+                if done else "no finished run to estimate from yet")
+    return f"{len(done)} of {len(run_names)} runs done, {left} left, {estimate}"
 
 
 def passthrough_args(argv):
@@ -98,19 +129,30 @@ def main(argv):
     sweep_dir = os.path.join(FLAGS.output_dir, FLAGS.dataset, "sweeps", name)
     teacher_path = FLAGS.teacher_path or os.path.join(FLAGS.output_dir, FLAGS.dataset, FLAGS.teacher, "teacher.keras")
     base = passthrough_args(sys.argv) + [f"--teacher_path={teacher_path}", f"--output_dir={FLAGS.output_dir}"]
+    shared = []
+    if FLAGS.sweep_teacher_cache:
+        cache = FLAGS.teacher_cache or os.path.join(sweep_dir, "teacher_cache")
+        data_seed = 0 if FLAGS.data_seed is None else FLAGS.data_seed
+        shared = [f"--teacher_cache={cache}", f"--data_seed={data_seed}"]
+        if not FLAGS.dry_run:
+            print(f"[sweep] one teacher-logit cache for every distillation run: {cache} (data seed {data_seed} for "
+                  "all runs; built by the first one). --nosweep_teacher_cache runs the teacher in every step instead.")
     distill_py = os.path.join(os.path.dirname(os.path.abspath(__file__)), "distill.py")
     started = time.time()
     for seed in seeds:
         for variant, extra in plan:
             run_name = f"{variant}_s{seed}"
-            command = [sys.executable, distill_py, *base, *extra, f"--seed={seed}", f"--run_name={os.path.join('sweeps', name, run_name)}"]
+            cache_flags = [] if variant == "student_alone" else shared
+            command = [sys.executable, distill_py, *base, *extra, *cache_flags, f"--seed={seed}",
+                       f"--run_name={os.path.join('sweeps', name, run_name)}"]
             if FLAGS.dry_run:
                 print(" ".join(command))
                 continue
             if os.path.exists(os.path.join(sweep_dir, run_name, "results.json")):
                 print(f"[sweep] {run_name}: finished, skipped")
                 continue
-            print(f"[sweep] {run_name}: running ({time.time() - started:.0f} s into the sweep)", flush=True)
+            print(f"[sweep] {run_name}: running ({time.time() - started:.0f} s into the sweep); "
+                  f"{progress(sweep_dir, [f'{v}_s{s}' for s in seeds for v, _ in plan])}", flush=True)
             proc = subprocess.run(command)
             if proc.returncode != 0:
                 common.fail(f"{run_name} failed (exit {proc.returncode}); rerun the sweep to resume it. Command: {' '.join(command)}")

@@ -65,6 +65,9 @@ def test_distill_end_to_end_with_baseline(teacher, tfds_data_dir):
                    "distillation_loss", "student_loss", "val_accuracy", "val_top5", "epoch_seconds"):
         assert column in header, column
     assert len((run / "metrics.csv").read_text().splitlines()) == 3
+    assert "plan_seconds_left" in header and "plan_phase_seconds_left" in header
+    assert "distillation: 2 epochs x 3 steps of 64" in proc.stdout and "[plan] distillation: epoch 2/2" in proc.stdout
+    assert "total: about" in proc.stdout  # the estimate after the first batches
     assert json.loads((run / "config.json").read_text())["temperature_source"] == "teacher"
     assert (out / "cifar10" / "resnet8_alone_s0" / "results.json").is_file()
     for label in ("teacher resnet8", "student resnet8 alone", "student resnet8 distilled"):
@@ -186,7 +189,8 @@ def test_validation_split_is_disjoint_deterministic_and_not_augmented(tfds_data_
     import tfadakd
 
     config = common.Config({"dataset": "cifar10", "data_dir": tfds_data_dir, "manual_dir": None, "batch_size": 50,
-                            "train_examples": 0, "validation_examples": 100, "test_examples": 50, "seed": 3})
+                            "train_examples": 0, "validation_examples": 100, "test_examples": 50, "seed": 3,
+                            "data_seed": None})
     assert common.train_split_name(config) == "train[:49900]"
     data = common.datasets(config, tf.distribute.get_strategy())
     assert data.steps_per_epoch == 998 and data.reported_test is data.test  # ceil(49,900 / 50)
@@ -211,3 +215,39 @@ def test_config_is_frozen():
     assert config.lr_milestones == ("3", "4") and config.as_dict()["lr_milestones"] == ["3", "4"]
     with pytest.raises(AttributeError, match="no flag --nope"):
         config.nope
+
+
+def test_a_shipped_teacher_is_checked_against_its_sha256(tmp_path, capsys):
+    import hashlib
+
+    import distill
+
+    path = tmp_path / "teacher.keras"
+    path.write_bytes(b"weights")
+    distill.verify_shipped(str(path))  # no .sha256 beside it: nothing to check
+    (tmp_path / "teacher.keras.sha256").write_text(hashlib.sha256(b"weights").hexdigest() + "  teacher.keras\n")
+    distill.verify_shipped(str(path))
+    path.write_bytes(b"weightz")
+    with pytest.raises(SystemExit) as exit:
+        distill.verify_shipped(str(path))
+    assert exit.value.code == 2 and "does not match its SHA-256" in capsys.readouterr().err
+
+
+def test_teacher_cache_is_built_once_and_reused_by_the_next_run(teacher, tfds_data_dir, tmp_path):
+    _, path, _ = teacher
+    cache = tmp_path / "cache"
+    common_args = [f"--teacher_path={path}", "--teacher=resnet8", "--student=resnet8", "--epochs=2",
+                   f"--output_dir={tmp_path}", f"--teacher_cache={cache}", "--data_seed=0", *TINY]
+    first = run_app("distill.py", *common_args, "--seed=0", data_dir=tfds_data_dir)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "computing epochs 1-2" in first.stdout and "teacher cache: 2 epochs x 3 steps" in first.stdout
+    manifest = json.loads((cache / "manifest.json").read_text())
+    assert sorted(manifest["files"]) == ["0", "1"] and manifest["data_seed"] == 0
+    second = run_app("distill.py", *common_args, "--seed=1", "--run_name=second", data_dir=tfds_data_dir)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "reusing 2 epochs" in second.stdout and "teacher cache:" not in second.stdout
+    assert json.loads((tmp_path / "cifar10" / "second" / "results.json").read_text())["epochs"] == 2
+    other = run_app("distill.py", *common_args[:-len(TINY) - 1], "--data_seed=5", *TINY, "--run_name=third",
+                    data_dir=tfds_data_dir)
+    assert other.returncode == 2 and "another data_seed: 0, this run needs 5" in other.stderr
+    assert "Traceback" not in other.stderr and not (tmp_path / "cifar10" / "third" / "metrics.csv").exists()

@@ -14,11 +14,12 @@ sys.path.insert(0, str(REPO / "apps"))
 import report  # noqa: E402
 
 
-def write_run(root, name, accuracies, seconds=10.0, temperatures=None):
+def write_run(root, name, accuracies, seconds=10.0, temperatures=None, test=None):
+    """A run directory with metrics.csv; `test` (per-epoch test accuracies) marks a run with a validation split."""
     run = root / name
     run.mkdir(parents=True)
     columns = ["epoch", "val_accuracy", "epoch_seconds", "logit_correlation", "temperature_p05", "temperature_p50",
-               "temperature_p95", "temperature_min", "temperature_max"]
+               "temperature_p95", "temperature_min", "temperature_max"] + (["test_accuracy"] if test else [])
     with open(run / "metrics.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
@@ -26,7 +27,8 @@ def write_run(root, name, accuracies, seconds=10.0, temperatures=None):
             t = temperatures[epoch] if temperatures else ""
             writer.writerow({"epoch": epoch, "val_accuracy": acc, "epoch_seconds": seconds, "logit_correlation": 0.5 + 0.1 * epoch,
                              "temperature_p05": t and t - 1, "temperature_p50": t, "temperature_p95": t and t + 1,
-                             "temperature_min": t and t - 2, "temperature_max": t and t + 2})
+                             "temperature_min": t and t - 2, "temperature_max": t and t + 2,
+                             **({"test_accuracy": test[epoch]} if test else {})})
     return run
 
 
@@ -45,21 +47,43 @@ def test_variants_group_seeds_and_report_mean_and_std(sweep):
     groups = report.group(report.find_runs(sweep))
     assert sorted(groups) == ["adaptive_both", "kd_T1", "kd_T4"]
     rows = {r["variant"]: r for r in report.summarize_variants(groups)}
-    mean, std = rows["kd_T4"]["best_top1"]
+    mean, std = rows["kd_T4"]["test_top1"]
     np.testing.assert_allclose([mean, std], [38.0, np.std([40.0, 36.0], ddof=1)])
-    np.testing.assert_allclose(rows["kd_T1"]["last_top1"][0], 25.0)
+    np.testing.assert_allclose(rows["kd_T1"]["test_last_top1"][0], 25.0)
     np.testing.assert_allclose(rows["adaptive_both"]["wall_time"], 22.0)  # 2 epochs x 11 s
+    assert rows["kd_T4"]["selection"] == "test"  # no validation split: the old runs chose on the test set
 
 
-def test_markdown_names_best_static_temperature_and_tuning_cost(sweep):
+def test_markdown_names_best_fixed_temperature_welch_and_tuning_cost(sweep):
     text = report.markdown(report.summarize_variants(report.group(report.find_runs(sweep))))
-    assert "| kd_T4 | 2 | 2 | 38.00 +- 2.83 | 38.00 +- 2.83 | 0.600 | - | - | 24 |" in text
-    assert "| adaptive_both | 2 | 2 | 43.00 +- 1.41 | 43.00 +- 1.41 | 0.600 | 5.50 / 6.50 / 7.50 | 3.00 - 9.00 | 22 |" in text
-    assert "Best static temperature of the grid: kd_T4" in text
-    assert "2 temperatures x one run each = 44 s" in text
-    assert "One adaptive_both run: 22 s, 50% of the grid's training time; +5.00 points" in text
+    assert ("| kd_T4 | 2 | 2 | 38.00 +- 2.83 (chosen on test) | 38.00 +- 2.83 | 38.00 +- 2.83 | 0.600 | - | - | 24 |"
+            in text)
+    assert ("| adaptive_both | 2 | 2 | 43.00 +- 1.41 (chosen on test) | 43.00 +- 1.41 | 43.00 +- 1.41 | 0.600 | "
+            "5.50 / 6.50 / 7.50 | 3.00 - 9.00 | 22 |" in text)
+    assert "Best fixed raw-logit KD temperature (by validation): kd_T4" in text
+    assert "2 temperatures, 4 runs, 0.02 CPU-hours" in text  # (2 x 20 s + 2 x 24 s) / 3600 s
+    t, df = report.welch([44.0, 42.0], [40.0, 36.0])
+    np.testing.assert_allclose(t, 5.0 / np.sqrt(2.0 / 2 + 8.0 / 2))  # variances 2 and 8 over 2 runs each
+    assert f"- adaptive_both against kd_T4: +5.00 points, Welch's t = {t:+.2f} (df {df:.1f})" in text
 
 
+def test_validation_split_runs_report_test_at_the_chosen_epoch_and_pick_grids_by_validation(tmp_path):
+    # kd_std_T2 is best on validation but not on test: the report must pick it all the same.
+    write_run(tmp_path, "kd_std_T2_s0", [0.50, 0.60], test=[0.40, 0.45])
+    write_run(tmp_path, "kd_std_T2_s1", [0.50, 0.62], test=[0.41, 0.47])
+    write_run(tmp_path, "kd_std_T4_s0", [0.55, 0.58], test=[0.50, 0.52])
+    write_run(tmp_path, "kd_std_T4_s1", [0.57, 0.56], test=[0.51, 0.53])
+    write_run(tmp_path, "adaptive_both_s0", [0.30, 0.20], test=[0.48, 0.30])
+    write_run(tmp_path, "adaptive_both_s1", [0.30, 0.40], test=[0.46, 0.50])
+    rows = {r["variant"]: r for r in report.summarize_variants(report.group(report.find_runs(tmp_path)))}
+    assert rows["adaptive_both"]["selection"] == "validation"
+    np.testing.assert_allclose(rows["adaptive_both"]["chosen_values"], [48.0, 50.0])  # epochs 0 and 1
+    np.testing.assert_allclose(rows["adaptive_both"]["test_last_top1"][0], 40.0)
+    np.testing.assert_allclose(rows["kd_std_T4"]["chosen_values"], [52.0, 51.0])  # val best at epochs 1 and 0
+    text = report.markdown(list(rows.values()))
+    assert "Best fixed standardized KD temperature (by validation): kd_std_T2" in text
+    assert "(chosen on test)" not in text
+    assert "- adaptive_both against kd_std_T2: +3.00 points" in text  # 49 - 46
 def test_write_report_makes_the_three_plots(sweep):
     report.write_report(report.find_runs(sweep), sweep)
     for name in ("report.md", "accuracy.png", "temperature.png", "correlation.png"):
@@ -69,11 +93,15 @@ def test_write_report_makes_the_three_plots(sweep):
 def test_sweep_dry_run_plans_every_variant_and_seed(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(REPO / "apps" / "sweep.py"), "--dry_run", "--seeds=0,1", "--static_temperatures=2,4",
-         "--variants=student_alone,static_grid,adaptive_teacher", f"--output_dir={tmp_path}", "--dataset=cifar10"],
+         "--variants=student_alone,static_grid,adaptive_teacher,std_grid,kd_std_T2", "--standardized_temperatures=2,3",
+         f"--output_dir={tmp_path}", "--dataset=cifar10"],
         capture_output=True, text=True, cwd=REPO, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     commands = proc.stdout.strip().splitlines()
-    assert len(commands) == 8  # 4 variants x 2 seeds
+    assert len(commands) == 12  # 6 variants (kd_std_T2 once) x 2 seeds
+    assert "--standardized_base=3" in commands[5] and commands[5].endswith("kd_std_T3_s0")
+    cache = f"--teacher_cache={tmp_path}/cifar10/sweeps/resnet32x4_resnet8x4/teacher_cache"
+    assert cache not in commands[0] and all(cache in c and "--data_seed=0" in c for c in commands[1:6])
     assert "--student_alone" in commands[0] and "--run_name=sweeps/resnet32x4_resnet8x4/student_alone_s0" in commands[0]
     assert "--static_temperature=4" in commands[2] and "--nostandardize" in commands[2]
     assert "--temperature_source=teacher" in commands[3] and commands[3].endswith("adaptive_teacher_s0")
@@ -86,3 +114,16 @@ def test_sweep_rejects_unknown_variants_and_bad_temperatures(tmp_path):
         proc = subprocess.run([sys.executable, str(REPO / "apps" / "sweep.py"), "--dry_run", *args],
                               capture_output=True, text=True, cwd=REPO, timeout=120)
         assert proc.returncode == 2 and message in proc.stderr
+
+
+def test_sweep_progress_counts_runs_and_estimates_from_finished_ones(tmp_path):
+    import json
+
+    import sweep
+
+    for name, seconds in (("kd_T4_s0", 100.0), ("kd_T4_s1", 300.0)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_text(json.dumps({"wall_time_seconds": seconds}))
+    names = ["kd_T4_s0", "kd_T4_s1", "adaptive_both_s0", "adaptive_both_s1"]
+    assert sweep.progress(tmp_path, names) == "2 of 4 runs done, 2 left, about 7 min left (mean of the finished runs)"
+    assert sweep.progress(tmp_path, names[2:]).endswith("no finished run to estimate from yet")
