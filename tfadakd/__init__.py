@@ -1,5 +1,10 @@
 """tfadakd: knowledge distillation for Keras 3 / TensorFlow with an adaptive, tuning-free temperature.
 
+`tfadakd.functional`, `tfadakd.losses`, `tfadakd.temperatures` and `tfadakd.keras_distillation` are
+written with `keras.ops` and run on every Keras 3 backend (JAX and PyTorch included, without TensorFlow
+installed); the rest needs TensorFlow. On the TensorFlow backend `import tfadakd` imports everything; on
+another backend the TensorFlow-only submodules are imported when first used (`tfadakd.data`, ...).
+
 Public API:
 
 - `tfadakd.Distiller`: the `keras.Model` that trains a student against a frozen teacher.
@@ -15,22 +20,43 @@ Public API:
 - `tfadakd.precision`: `default_policy`, the fastest correct Keras precision policy for the machine.
 - `tfadakd.export`: TFLite / LiteRT and SavedModel export and evaluation.
 - `tfadakd.functional`: the math as pure functions of logits.
+- `tfadakd.keras_distillation`: every tfadakd loss as a `keras.distillation.DistillationLoss` (`Logits`).
 """
 
-from tfadakd import (
-    callbacks,
-    data,
-    distribute,
-    export,
-    functional,
-    losses,
-    models,
-    optimizers,
-    precision,
-    runs,
-    temperatures,
+import importlib as _importlib
+
+import keras as _keras
+
+# The backend-agnostic core (keras.ops only): importable on every Keras 3 backend, TensorFlow not needed.
+from tfadakd import functional, keras_distillation, losses, temperatures
+
+#: The TensorFlow-only submodules (tf.data, tf.distribute, TFLite, the fused batch norm ...).
+_TENSORFLOW_SUBMODULES = (
+    "callbacks",
+    "data",
+    "distribute",
+    "export",
+    "models",
+    "optimizers",
+    "precision",
+    "runs",
 )
-from tfadakd.distiller import Distiller
+
+if _keras.backend.backend() == "tensorflow":
+    # As before: everything is imported with the package, so that every registered Keras class
+    # (the Distiller, the models' layers, ...) is known to `keras.models.load_model` after `import tfadakd`.
+    from tfadakd import callbacks, data, distribute, export, models, optimizers, precision, runs  # noqa: E402
+    from tfadakd.distiller import Distiller  # noqa: E402
+
+
+def __getattr__(name):
+    """PEP 562: on another backend, the TensorFlow-only parts are imported on first use only."""
+    if name in _TENSORFLOW_SUBMODULES:
+        return _importlib.import_module(f"tfadakd.{name}")
+    if name == "Distiller":
+        return _importlib.import_module("tfadakd.distiller").Distiller
+    raise AttributeError(f"module 'tfadakd' has no attribute {name!r}")
+
 
 __version__ = "0.1.0"
 
@@ -41,6 +67,7 @@ __all__ = [
     "distribute",
     "export",
     "functional",
+    "keras_distillation",
     "losses",
     "models",
     "optimizers",

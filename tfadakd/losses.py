@@ -4,6 +4,8 @@ A loss holds its temperature scheme (see `tfadakd.temperatures`) and is a Keras 
 learnable scheme's weights train and save with the `Distiller`. Losses compute in float32 whatever the
 mixed-precision policy is. The `Distiller` reduces the per-sample values (weighted mean, scaled for
 `tf.distribute`); calling a loss directly gives the unreduced values, convenient for tests and analysis.
+Written with `keras.ops`: the losses run on every Keras 3 backend and import without TensorFlow; inside
+Keras' own `keras.distillation.Distiller` use them through `tfadakd.keras_distillation.Logits`.
 
 Example:
 
@@ -15,7 +17,7 @@ per_sample, T = kd(teacher_logits, student_logits, return_temperature=True)
 """
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 from tfadakd import functional as F
 from tfadakd import temperatures as temperatures_lib
@@ -24,6 +26,11 @@ from tfadakd.registry import Registry
 
 #: Distillation losses by name, for apps and flag files (`--method=kd`).
 LOSSES = Registry("distillation method")
+
+
+def _compatible_shapes(a, b):
+    """True if two static shapes have the same rank and agree where both dimensions are known."""
+    return len(a) == len(b) and all(x is None or y is None or x == y for x, y in zip(a, b))
 
 
 class DistillationLoss(keras.layers.Layer):
@@ -56,11 +63,9 @@ class DistillationLoss(keras.layers.Layer):
     def __call__(
         self, teacher_logits, student_logits, labels=None, epoch=None, return_temperature=False, **kwargs
     ):
-        teacher_logits = tf.cast(teacher_logits, "float32")
-        student_logits = tf.cast(student_logits, "float32")
-        if teacher_logits.shape.rank != 2 or not teacher_logits.shape.is_compatible_with(
-            student_logits.shape
-        ):
+        teacher_logits = ops.cast(teacher_logits, "float32")
+        student_logits = ops.cast(student_logits, "float32")
+        if len(teacher_logits.shape) != 2 or not _compatible_shapes(teacher_logits.shape, student_logits.shape):
             raise ValueError(
                 "Teacher and student logits must have the same shape (batch, classes); got teacher "
                 f"{tuple(teacher_logits.shape)} and student {tuple(student_logits.shape)}. Check that "
@@ -176,8 +181,8 @@ class DKD(DistillationLoss):
 
     def warmup_factor(self, epoch):
         if epoch is None or self.warmup_epochs == 0:
-            return tf.constant(1.0, "float32")
-        return tf.minimum((tf.cast(epoch, "float32") + 1.0) / self.warmup_epochs, 1.0)
+            return ops.convert_to_tensor(1.0, "float32")
+        return ops.minimum((ops.cast(epoch, "float32") + 1.0) / self.warmup_epochs, 1.0)
 
     def compute(self, teacher_logits, student_logits, temperature, student_temperature, labels, epoch):
         if labels is None:

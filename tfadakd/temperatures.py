@@ -2,7 +2,8 @@
 
 A scheme is a Keras layer so that learnable schemes can own weights that train and save with the
 `Distiller`. Schemes compute in float32 whatever the global mixed-precision policy is, and no gradient
-flows through a temperature unless the scheme is meant to be learned.
+flows through a temperature unless the scheme is meant to be learned. Written with `keras.ops`: they run
+on every Keras 3 backend and import without TensorFlow.
 
 Example:
 
@@ -16,7 +17,7 @@ import math
 import numbers
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 from tfadakd import functional as F
 from tfadakd._checks import check_number
@@ -45,8 +46,8 @@ class Temperature(keras.layers.Layer):
         super().__init__(**kwargs)
 
     def __call__(self, teacher_logits, student_logits, epoch=None, **kwargs):
-        teacher_logits = tf.cast(teacher_logits, "float32")
-        student_logits = tf.cast(student_logits, "float32")
+        teacher_logits = ops.cast(teacher_logits, "float32")
+        student_logits = ops.cast(student_logits, "float32")
         return super().__call__(teacher_logits, student_logits, epoch=epoch, **kwargs)
 
     def call(self, teacher_logits, student_logits, epoch=None):
@@ -90,8 +91,7 @@ class Static(Temperature):
     _typical_values = "Typical values are 1 to 8 (4 in the reference recipe)."
 
     def call(self, teacher_logits, student_logits, epoch=None):
-        batch = tf.shape(teacher_logits)[0]
-        return tf.fill(tf.stack([batch, 1]), tf.constant(self.temperature, "float32"))
+        return ops.full((ops.shape(teacher_logits)[0], 1), self.temperature, dtype="float32")
 
     def get_config(self):
         return {**super().get_config(), "temperature": self.temperature}
@@ -139,9 +139,9 @@ class AdaptiveMaxLogit(Temperature):
     def call(self, teacher_logits, student_logits, epoch=None):
         peak = F.max_abs_logit(teacher_logits)
         if self.source == "both":
-            peak = tf.maximum(peak, F.max_abs_logit(student_logits))
-        temperature = tf.maximum(self.scale * peak, self.min_temperature)
-        return tf.stop_gradient(temperature)
+            peak = ops.maximum(peak, F.max_abs_logit(student_logits))
+        temperature = ops.maximum(self.scale * peak, self.min_temperature)
+        return ops.stop_gradient(temperature)
 
     def get_config(self):
         return {
@@ -206,23 +206,26 @@ class NormKD(Temperature):
         self.scale = check_number("scale", scale, minimum=0, exclusive_minimum=True, owner="NormKD")
 
     def call(self, teacher_logits, student_logits, epoch=None):
-        return tf.stop_gradient(self.scale * F.standard_deviation(teacher_logits))
+        return ops.stop_gradient(self.scale * F.standard_deviation(teacher_logits))
 
     def student_temperature(self, student_logits, temperature):
-        return tf.stop_gradient(self.scale * F.standard_deviation(tf.cast(student_logits, "float32")))
+        return ops.stop_gradient(self.scale * F.standard_deviation(ops.cast(student_logits, "float32")))
 
     def get_config(self):
         return {**super().get_config(), "scale": self.scale}
 
 
-@tf.custom_gradient
 def reverse_gradient(x, factor):
-    """Identity forward; the backward pass multiplies the incoming gradient by `factor` (< 0 reverses)."""
+    """Identity forward; the backward pass multiplies the incoming gradient by `factor` (< 0 reverses).
 
-    def grad(upstream):
-        return upstream * tf.cast(factor, upstream.dtype), tf.zeros_like(factor)
-
-    return tf.identity(x), grad
+    Backend-neutral (no custom gradient): `stop_gradient(x) + factor * (x - stop_gradient(x))`, whose
+    value is exactly `x` (the bracket is exactly 0) and whose gradient with respect to `x` is `factor`.
+    No gradient flows into `factor`.
+    """
+    x = ops.convert_to_tensor(x)
+    factor = ops.stop_gradient(ops.cast(factor, x.dtype))
+    frozen = ops.stop_gradient(x)
+    return frozen + factor * (x - frozen)
 
 
 def reversal_factor(epoch, reversal_epochs=10, max_reversal=1.0):
@@ -232,9 +235,9 @@ def reversal_factor(epoch, reversal_epochs=10, max_reversal=1.0):
     (CTKD counts epochs from 1). With `epoch=None` (outside `fit`) the factor is `-max_reversal`.
     """
     if epoch is None:
-        return tf.constant(-max_reversal, "float32")
-    progress = tf.minimum((tf.cast(epoch, "float32") + 1.0) / float(reversal_epochs), 1.0)
-    return -max_reversal * (1.0 - tf.cos(math.pi * progress)) / 2.0
+        return ops.convert_to_tensor(-max_reversal, "float32")
+    progress = ops.minimum((ops.cast(epoch, "float32") + 1.0) / float(reversal_epochs), 1.0)
+    return -max_reversal * (1.0 - ops.cos(math.pi * progress)) / 2.0
 
 
 @keras.saving.register_keras_serializable(package="tfadakd")
@@ -307,13 +310,13 @@ class Learnable(Temperature):
 
     def call(self, teacher_logits, student_logits, epoch=None):
         if self.mode == "global":
-            theta = tf.fill(tf.stack([tf.shape(teacher_logits)[0], 1]), 1.0) * self.theta
+            theta = ops.full((ops.shape(teacher_logits)[0], 1), 1.0, dtype="float32") * self.theta
         else:
-            features = tf.stop_gradient(tf.concat([teacher_logits, student_logits], axis=-1))
+            features = ops.stop_gradient(ops.concatenate([teacher_logits, student_logits], axis=-1))
             theta = self.head(self.hidden(features))
         factor = reversal_factor(epoch, self.reversal_epochs, self.max_reversal)
         theta = reverse_gradient(theta, factor)
-        return self.t_start + self.t_range * tf.sigmoid(theta)
+        return self.t_start + self.t_range * ops.sigmoid(theta)
 
     def get_config(self):
         return {
