@@ -120,7 +120,9 @@ def test_keras_distiller_with_adapter_round_trips_through_dot_keras(mode, tmp_pa
         teacher=mlp(1), student=mlp(0), distillation_losses=Logits(loss), student_loss_weight=0.3
     )
     distiller.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    initial = [w.numpy().copy() for w in loss.weights]  # built with the Distiller
     distiller.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    assert all(not np.array_equal(a, w.numpy()) for a, w in zip(initial, loss.weights, strict=True))  # trained
     path = tmp_path / "distiller.keras"
     # (keras.distillation.Distiller comes back uncompiled, Keras warns: tfadakd's Distiller does not.)
     distiller.save(path)
