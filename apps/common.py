@@ -124,15 +124,32 @@ def writable(directory):
         fail(str(error))
 
 
+#: Flags a rerun may change and still resume a run: where things are, what happens after training, how
+#: much is printed, and more epochs. Anything else (the method, the data, the recipe) is refused.
+RESUMABLE_CHANGES = ("epochs", "verbose", "data_dir", "manual_dir", "output_dir", "teacher_path", "teacher_cache",
+                     "export_tflite", "baseline_student", "dry_run", "plugins", "train_teacher_if_missing",
+                     "unsafe_teacher", "strategy", "num_devices", "scale_lr", "jit_compile", "test_examples")
+
+
+def training_config(config, model, **overrides):
+    """What determines a plain model's training (the shared training flags and the model), for the
+    config.json of a teacher or a student-alone run: a rerun with other distillation flags resumes it."""
+    shared = {f.name for f in flags.FLAGS.get_flags_for_module("app_flags")}
+    values = config.as_dict()
+    return {"model": model, **{k: v for k, v in values.items() if k in shared or not shared}, **overrides}
+
+
 def fit_run(*args, **kwargs):
     """`tfadakd.runs.fit_run`, turning the failures it reports clearly into an exit with the message."""
     import errno
 
     import tfadakd
 
+    kwargs.setdefault("may_change", RESUMABLE_CHANGES)
     try:
         return tfadakd.runs.fit_run(*args, **kwargs)
-    except (tfadakd.callbacks.CheckpointError, tfadakd.distiller.NonFiniteError, PermissionError) as error:
+    except (tfadakd.callbacks.CheckpointError, tfadakd.runs.RunConflictError, tfadakd.distiller.NonFiniteError,
+            PermissionError) as error:
         fail(str(error))
     except OSError as error:
         if error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EACCES):
@@ -258,7 +275,10 @@ def epochs_done(run_dir):
     """Epochs a run directory has completed (its checkpoint state), 0 for a new run."""
     import tfadakd
 
-    state = tfadakd.callbacks.read_json(os.path.join(run_dir, "checkpoints", "state.json"))
+    try:
+        state = tfadakd.callbacks.read_json(os.path.join(run_dir, "checkpoints", "state.json"))
+    except (OSError, ValueError):  # no such folder, or a damaged state: the run itself reports it later
+        return 0
     return int(state["epoch"]) + 1 if isinstance(state, dict) and "epoch" in state else 0
 
 

@@ -220,12 +220,13 @@ def teacher_file(config, strategy, data, callbacks=()):
         )
     epochs = config.teacher_epochs or config.epochs
     print(f"Teacher {teacher_path} not found: training {config.teacher} for {epochs} epochs first.")
+    learning_rate = config.teacher_learning_rate or config.learning_rate
+    milestones = common.milestones(config, "teacher_lr_milestones") if config.teacher_lr_milestones else None
     common.train_model(
-        config, strategy, data, config.teacher, os.path.dirname(teacher_path), epochs,
-        config.teacher_learning_rate or config.learning_rate, {"model": config.teacher, **config.as_dict()},
-        save_path=teacher_path,
-        lr_milestones=common.milestones(config, "teacher_lr_milestones") if config.teacher_lr_milestones else None,
-        callbacks=callbacks,
+        config, strategy, data, config.teacher, os.path.dirname(teacher_path), epochs, learning_rate,
+        common.training_config(config, config.teacher, epochs=epochs, learning_rate=learning_rate,
+                               lr_milestones=milestones or list(config.lr_milestones)),
+        save_path=teacher_path, lr_milestones=milestones, callbacks=callbacks,
     )
     return teacher_path
 
@@ -255,7 +256,7 @@ def cached_teacher_logits(config, teacher, train):
 def train_alone(config, strategy, data, run_dir, callbacks=()):
     """The student trained alone (cross-entropy) with the same budget; returns its results."""
     results, _ = common.train_model(config, strategy, data, config.student, run_dir, config.epochs,
-                                    config.learning_rate, {"model": config.student, **config.as_dict()},
+                                    config.learning_rate, common.training_config(config, config.student),
                                     callbacks=callbacks)
     return results
 
@@ -384,6 +385,8 @@ def main(argv):
 
     config = common.Config.from_flags()
     check(config)
+    if not config.dry_run:
+        common.writable(config.output_dir)
     strategy = common.setup(config)
     data = common.datasets(config, strategy)
     plan = make_plan(config, data)
@@ -391,7 +394,6 @@ def main(argv):
         for line in plan.describe(measure(config, plan, data)):
             print(line)
         return
-    common.writable(config.output_dir)
     for line in plan.describe():
         print(line)
     progress = plan_lib.Progress(plan)

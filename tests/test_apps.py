@@ -251,3 +251,15 @@ def test_teacher_cache_is_built_once_and_reused_by_the_next_run(teacher, tfds_da
                     data_dir=tfds_data_dir)
     assert other.returncode == 2 and "another data_seed: 0, this run needs 5" in other.stderr
     assert "Traceback" not in other.stderr and not (tmp_path / "cifar10" / "third" / "metrics.csv").exists()
+
+
+def test_a_rerun_with_other_flags_is_refused_naming_them(teacher, tfds_data_dir):
+    out, path, _ = teacher
+    run = path.parent
+    files = lambda: {p.name: p.read_bytes() for p in run.iterdir() if p.is_file() and p.name != ".lock"}  # noqa: E731
+    before = files()
+    proc = run_app("train_teacher.py", "--model=resnet8", "--epochs=1", f"--output_dir={out}", *TINY,
+                   "--learning_rate=0.9", data_dir=tfds_data_dir)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "learning_rate: 0.05 -> 0.9" in proc.stderr and "--run_name" in proc.stderr
+    assert files() == before

@@ -181,3 +181,48 @@ def test_without_test_data_no_test_columns_are_reported(tmp_path):
     results = fit_run(distiller, train, test, tmp_path, epochs=1, model_to_save=distiller.student, verbose=0)
     assert not any(k.startswith("test_") for k in results)
     assert not any(k.startswith("test_") for k in read_metrics(tmp_path)[0])
+
+
+def test_a_rerun_with_other_settings_is_refused_and_nothing_is_overwritten(tmp_path):
+    train, test = datasets()
+    config = {"learning_rate": 0.1, "epochs": 2, "verbose": 0, "milestones": [1]}
+    fit_run(make_distiller(), train, test, tmp_path, epochs=2, verbose=0, config=config)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    changed = dict(config, learning_rate=0.9)
+    with pytest.raises(tfadakd.runs.RunConflictError, match=r"learning_rate: 0.1 -> 0.9.*Nothing was trained"):
+        fit_run(make_distiller(), train, test, tmp_path, epochs=2, verbose=0, config=changed)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+    # More epochs (or another verbosity) continue the same run.
+    results = fit_run(make_distiller(), train, test, tmp_path, epochs=3, verbose=0, config=dict(config, epochs=3))
+    assert results["epochs"] == 3 and results["resumed_from_epoch"] == 2
+
+
+def test_one_process_per_run_directory(tmp_path):
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, sys, time; f = open(sys.argv[1], 'a+'); fcntl.flock(f, fcntl.LOCK_EX); "
+        "f.write('process 4242'); f.flush(); print('locked', flush=True); time.sleep(60)"), str(tmp_path / ".lock")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        train, test = datasets()
+        with pytest.raises(tfadakd.runs.RunConflictError, match="in use by process 4242: one process per run"):
+            fit_run(make_distiller(), train, test, tmp_path, epochs=1, verbose=0)
+        assert not (tmp_path / "metrics.csv").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    fit_run(make_distiller(), train, test, tmp_path, epochs=1, verbose=0)  # released with its process
+    assert (tmp_path / "results.json").exists()
+
+
+def test_a_finished_run_rebuilds_a_missing_results_json(tmp_path):
+    train, test = datasets()
+    fit_run(make_distiller(), train, test, tmp_path, epochs=2, verbose=0)
+    original = cb.read_json(tmp_path / "results.json")
+    os.remove(tmp_path / "results.json")
+    results = fit_run(make_distiller(), train, test, tmp_path, epochs=2, verbose=0)
+    assert cb.read_json(tmp_path / "results.json")["best_top1"] == original["best_top1"]
+    assert results["epochs"] == 2

@@ -24,6 +24,7 @@ Rerunning the same command after the process was killed continues from the last 
 """
 
 import csv
+import json
 import math
 import os
 import time
@@ -140,6 +141,64 @@ def summarize(run_dir, top1="val_accuracy", top5="val_top5"):
     return result
 
 
+class RunConflictError(ValueError):
+    """The run directory belongs to a run started with other settings, or another process trains in it."""
+
+
+#: Settings a rerun may change and still resume the run: they do not change what is trained.
+RESUMABLE_CHANGES = ("epochs", "verbose")
+
+
+def _comparable(config):
+    return json.loads(json.dumps(config, sort_keys=True, default=lambda v: v.item() if hasattr(v, "item") else str(v)))
+
+
+def _check_same_run(run_dir, config, may_change):
+    """Refuses to go on in a run directory whose config.json differs from `config` beyond `may_change`."""
+    old = callbacks_lib.read_json(os.path.join(run_dir, CONFIG))
+    if config is None or not isinstance(old, dict):
+        return
+    new = _comparable(config)
+    differing = sorted(k for k in set(old) | set(new) if k not in may_change and old.get(k) != new.get(k))
+    if differing:
+        changes = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in differing)
+        raise RunConflictError(
+            f"{run_dir} holds a run started with other settings ({changes}). Nothing was trained or "
+            "overwritten. Start a new run in another directory (apps: --run_name or --output_dir), or rerun "
+            "with the run's own settings (its config.json) to resume it."
+        )
+
+
+class _RunLock:
+    """An OS-level lock on `<run_dir>/.lock` held while a process trains there (released on exit or crash)."""
+
+    def __init__(self, run_dir):
+        self.path = os.path.join(run_dir, ".lock")
+
+    def __enter__(self):
+        import fcntl
+
+        self.file = open(self.path, "a+")
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.file.seek(0)
+            owner = self.file.read().strip() or "another process"
+            self.file.close()
+            raise RunConflictError(
+                f"{os.path.dirname(self.path)} is in use by {owner}: one process per run directory. Wait for it "
+                "to finish (or stop it), or train in another directory (apps: --run_name or --output_dir)."
+            ) from None
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write(f"process {os.getpid()}")
+        self.file.flush()
+        return self
+
+    def __exit__(self, *exc):
+        self.file.close()  # closing releases the lock
+
+
 def fit_run(
     model,
     train_data,
@@ -154,6 +213,7 @@ def fit_run(
     steps_per_epoch=None,
     keep_checkpoints=2,
     test_data=None,
+    may_change=RESUMABLE_CHANGES,
 ):
     """Trains `model` into `run_dir`, resuming from the last completed epoch if the run was cut short.
 
@@ -179,6 +239,8 @@ def fit_run(
         test_data: optional test batches, evaluated after every epoch (`test_*` columns) and never
             used to choose; `results.json` then reports `test_top1_selected` (at the epoch chosen on
             `validation_data`) and `test_top1_last`.
+        may_change: keys of `config` a rerun may change and still continue the run (default: `epochs`,
+            `verbose`); any other difference from the run's `config.json` is refused.
 
     Returns:
         The results dict also written to `results.json`.
@@ -192,17 +254,30 @@ def fit_run(
             `Distiller` with `nan_policy="raise"` meets a non-finite batch); nothing non-finite is
             written, and rerunning resumes from the last good epoch.
         OSError: if a file cannot be written (e.g. disk full); the previous files stay intact.
+        RunConflictError: (a `ValueError`) if `run_dir` holds a run started with another `config`, or
+            another process trains in it; nothing is written.
     """
     if int(epochs) <= 0:
         raise ValueError(f"epochs must be positive, got {epochs!r}.")
     run_dir = ensure_writable(run_dir)
-    if config is not None:
-        callbacks_lib.atomic_write_json(os.path.join(run_dir, CONFIG), config)
+    with _RunLock(run_dir):
+        _check_same_run(run_dir, config, may_change)
+        return _fit_run_locked(model, train_data, validation_data, run_dir, epochs, model_to_save, callbacks,
+                               verbose, config, temperature_batches, steps_per_epoch, keep_checkpoints, test_data)
+
+
+def _fit_run_locked(model, train_data, validation_data, run_dir, epochs, model_to_save, callbacks, verbose, config,
+                    temperature_batches, steps_per_epoch, keep_checkpoints, test_data):
     callbacks_lib.remove_stale_temporaries(run_dir)  # left by a process killed while writing
     resume = callbacks_lib.ResumeCheckpoint(os.path.join(run_dir, "checkpoints"), keep=keep_checkpoints)
     initial_epoch = resume.restore(model)
+    if config is not None:
+        callbacks_lib.atomic_write_json(os.path.join(run_dir, CONFIG), config)
     if initial_epoch >= epochs:
-        results = callbacks_lib.read_json(os.path.join(run_dir, RESULTS)) or summarize(run_dir)
+        results = callbacks_lib.read_json(os.path.join(run_dir, RESULTS))
+        if results is None:  # finished, but results.json went missing (killed before it, or deleted)
+            results = summarize(run_dir)
+            callbacks_lib.atomic_write_json(os.path.join(run_dir, RESULTS), results)
         results["resumed_from_epoch"] = initial_epoch
         return results
     if initial_epoch and verbose:
