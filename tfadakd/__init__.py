@@ -12,9 +12,10 @@ Public API:
 - `tfadakd.temperatures`: temperature schemes (`Static`, `AdaptiveMaxLogit`, `Standardized`, `NormKD`,
   `Learnable`).
 - `tfadakd.models`: the CIFAR model zoo (`build`, `names`, `feature_extractor`, `flops`).
-- `tfadakd.data`: tfds CIFAR pipelines (`load_cifar`, `calibration_images`).
+- `tfadakd.data`: tfds CIFAR pipelines (`load_cifar`, `cifar_epochs`, `calibration_images`).
 - `tfadakd.optimizers`: `SGD` with PyTorch's coupled weight decay and momentum, `step_decay`.
 - `tfadakd.runs`: `fit_run`, training into a resumable run directory.
+- `tfadakd.teacher_cache`: `TeacherCache`, the teacher's logits computed once per epoch and reused.
 - `tfadakd.callbacks`: the callbacks `fit_run` uses (atomic checkpoints, CSV log, temperature statistics).
 - `tfadakd.distribute`: `get_strategy` by name.
 - `tfadakd.precision`: `default_policy`, the fastest correct Keras precision policy for the machine.
@@ -40,12 +41,14 @@ _TENSORFLOW_SUBMODULES = (
     "optimizers",
     "precision",
     "runs",
+    "teacher_cache",
 )
 
 if _keras.backend.backend() == "tensorflow":
     # As before: everything is imported with the package, so that every registered Keras class
     # (the Distiller, the models' layers, ...) is known to `keras.models.load_model` after `import tfadakd`.
-    from tfadakd import callbacks, data, distribute, export, models, optimizers, precision, runs  # noqa: E402
+    from tfadakd import (  # noqa: E402
+        callbacks, data, distribute, export, models, optimizers, precision, runs, teacher_cache)
     from tfadakd.distiller import Distiller  # noqa: E402
 
 
@@ -73,6 +76,7 @@ __all__ = [
     "optimizers",
     "precision",
     "runs",
+    "teacher_cache",
     "temperatures",
     "__version__",
 ]
