@@ -50,7 +50,7 @@ import keras
 from tfadakd.models import _common as C
 from tfadakd.models._registry import MODELS
 # torchvision's BasicBlock and Bottleneck (v1.5), with the zoo's layer names.
-from tfadakd.models.resnetv2 import _basic, _bottleneck
+from tfadakd.models.resnetv2 import stage_blocks
 
 IMAGENET_INPUT_SHAPE = (224, 224, 3)
 IMAGENET_CLASSES = 1000
@@ -79,15 +79,8 @@ def imagenet_resnet(block, num_blocks, num_classes=IMAGENET_CLASSES, input_shape
     model = imagenet_resnet("basic", (2, 2, 2, 2), name="imagenet_resnet18")   # 11,689,512 parameters
     ```
     """
-    blocks = {"basic": _basic, "bottleneck": _bottleneck}
-    if block not in blocks:
-        raise ValueError(f"block must be 'basic' or 'bottleneck'. Received: block={block!r}")
-    num_blocks = tuple(num_blocks)
-    if len(num_blocks) != 4 or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1
-                                       for n in num_blocks):
-        raise ValueError(f"num_blocks must be four positive integers. Received: num_blocks={num_blocks!r}")
+    make, num_blocks = stage_blocks(block, num_blocks)
     num_classes = C.check_num_classes(num_classes)
-    make = blocks[block]
 
     inputs = keras.Input(C.check_input_shape(input_shape), name="images")
     x = C.conv(inputs, 64, 7, 2, name="stem_conv", kernel_initializer=C.he_fan_out())  # pad 3 + valid

@@ -56,6 +56,26 @@ def _bottleneck(x, planes, stride, prefix, out_name=None):
     return C.relu(y, out_name or f"{prefix}_out")
 
 
+def stage_blocks(block, num_blocks):
+    """The block builder named `block` ("basic" or "bottleneck") and the four stages' block counts.
+
+    Raises:
+        ValueError: for another block name, or anything but four positive integers.
+
+    Example:
+
+    >>> make, num_blocks = stage_blocks("basic", [2, 2, 2, 2])
+    """
+    blocks = {"basic": _basic, "bottleneck": _bottleneck}
+    if block not in blocks:
+        raise ValueError(f"block must be 'basic' or 'bottleneck'. Received: block={block!r}")
+    num_blocks = tuple(num_blocks)
+    if len(num_blocks) != 4 or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1
+                                       for n in num_blocks):
+        raise ValueError(f"num_blocks must be four positive integers. Received: num_blocks={num_blocks!r}")
+    return blocks[block], num_blocks
+
+
 def resnet_v2(block, num_blocks, num_classes=100, input_shape=(32, 32, 3), name=None):
     """Builds a CIFAR-adapted ImageNet ResNet (the zoo's `resnetv2.ResNet`).
 
@@ -78,14 +98,8 @@ def resnet_v2(block, num_blocks, num_classes=100, input_shape=(32, 32, 3), name=
     teacher = resnet_v2("bottleneck", (3, 4, 6, 3), name="ResNet50")   # 23,705,252 parameters
     ```
     """
-    blocks = {"basic": _basic, "bottleneck": _bottleneck}
-    if block not in blocks:
-        raise ValueError(f"block must be 'basic' or 'bottleneck'. Received: block={block!r}")
-    num_blocks = tuple(num_blocks)
-    if len(num_blocks) != 4 or not all(isinstance(n, int) and n >= 1 for n in num_blocks):
-        raise ValueError(f"num_blocks must be four positive integers. Received: num_blocks={num_blocks!r}")
+    make, num_blocks = stage_blocks(block, num_blocks)
     num_classes = C.check_num_classes(num_classes)
-    make = blocks[block]
 
     inputs = keras.Input(C.check_input_shape(input_shape), name="images")
     x = C.conv(inputs, 64, 3, 1, name="stem_conv", kernel_initializer=C.he_fan_out())
