@@ -142,7 +142,7 @@ def main(argv):
     for seed in seeds:
         for variant, extra in plan:
             run_name = f"{variant}_s{seed}"
-            cache_flags = [] if variant == "student_alone" else shared
+            cache_flags = shared[1:] if variant == "student_alone" else shared  # the same data seed for all
             command = [sys.executable, distill_py, *base, *extra, *cache_flags, f"--seed={seed}",
                        f"--run_name={os.path.join('sweeps', name, run_name)}"]
             if FLAGS.dry_run:

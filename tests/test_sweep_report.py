@@ -102,6 +102,7 @@ def test_sweep_dry_run_plans_every_variant_and_seed(tmp_path):
     assert "--standardized_base=3" in commands[5] and commands[5].endswith("kd_std_T3_s0")
     cache = f"--teacher_cache={tmp_path}/cifar10/sweeps/resnet32x4_resnet8x4/teacher_cache"
     assert cache not in commands[0] and all(cache in c and "--data_seed=0" in c for c in commands[1:6])
+    assert "--data_seed=0" in commands[0]  # the student alone sees the same augmented views
     assert "--student_alone" in commands[0] and "--run_name=sweeps/resnet32x4_resnet8x4/student_alone_s0" in commands[0]
     assert "--static_temperature=4" in commands[2] and "--nostandardize" in commands[2]
     assert "--temperature_source=teacher" in commands[3] and commands[3].endswith("adaptive_teacher_s0")
