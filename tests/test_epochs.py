@@ -72,3 +72,11 @@ def test_bad_arguments(tfds_data_dir):
         pipeline(tfds_data_dir, batch_size=512, drop_remainder=True)
     with pytest.raises(ValueError, match="start_epoch < end_epoch"):
         pipeline(tfds_data_dir).dataset(2, 2)
+
+
+def test_too_few_examples_for_one_batch_name_the_counts(tfds_data_dir):
+    with pytest.raises(ValueError, match="32 examples make no batch of 64 with drop_remainder=True"):
+        data.cifar_epochs("cifar10", "train", batch_size=64, num_examples=32, drop_remainder=True,
+                          data_dir=tfds_data_dir)
+    with pytest.raises(ValueError, match=r"The training data is empty \(cifar10 'train\[:0\]' holds no example\)"):
+        data.cifar_epochs("cifar10", "train[:0]", batch_size=64, data_dir=tfds_data_dir)

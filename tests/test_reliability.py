@@ -499,6 +499,8 @@ def apps(tfds_data_dir, tmp_path_factory):
         "unwritable_teacher": ("train_teacher", ["--model=resnet8", f"--output_dir={root / 'blocker' / 'out'}", *TINY]),
         "replicas": ("distill", [f"--teacher_path={root / 'teacher.keras'}", out, "--strategy=mirrored",
                                  "--num_devices=2", *TINY, "--batch_size=63"]),
+        "too_small": ("distill", [f"--teacher_path={root / 'teacher.keras'}", out, "--strategy=mirrored",
+                                  "--num_devices=2", *TINY, "--train_examples=32", "--run_name=too_small"]),
         "both_weights_zero": ("distill", ["--student_loss_weight=0", "--distillation_loss_weight=0", out, *TINY]),
         "partial_data": ("distill", [f"--teacher_path={root / 'teacher.keras'}", out,
                                      f"--data_dir={root / 'partial'}", *TINY]),
@@ -548,6 +550,13 @@ def test_app_unwritable_output_directory_exits_2(apps):
     results, root = apps
     for name in ("unwritable_distill", "unwritable_teacher"):
         assert_clean_exit(results[name], "is not writable", str(root / "blocker" / "out"), "--output_dir")
+
+
+def test_app_training_data_smaller_than_one_global_batch_exits_2_with_the_counts(apps):
+    results, root = apps
+    assert_clean_exit(results["too_small"], "32 examples make no batch of 64", "--train_examples=32",
+                      "--batch_size=64")
+    assert not (root / "out" / "cifar10" / "too_small").exists()
 
 
 def test_app_batch_size_not_divisible_by_replicas_exits_2(apps):

@@ -226,3 +226,11 @@ def test_a_finished_run_rebuilds_a_missing_results_json(tmp_path):
     results = fit_run(make_distiller(), train, test, tmp_path, epochs=2, verbose=0)
     assert cb.read_json(tmp_path / "results.json")["best_top1"] == original["best_top1"]
     assert results["epochs"] == 2
+
+
+def test_empty_training_data_is_refused_before_training(tmp_path):
+    _, test = datasets()
+    empty = tf.data.Dataset.from_tensor_slices((np.zeros((0, 6), "float32"), np.zeros((0,), "int64"))).batch(16)
+    with pytest.raises(ValueError, match="yields no batch"):
+        fit_run(make_distiller(), empty, test, tmp_path, epochs=2, verbose=0)
+    assert not (tmp_path / "results.json").exists() and not (tmp_path / "metrics.csv").exists()

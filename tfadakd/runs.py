@@ -199,6 +199,15 @@ class _RunLock:
         self.file.close()  # closing releases the lock
 
 
+def _known_empty(data):
+    """True for a tf.data dataset that is known to hold no element."""
+    cardinality = getattr(data, "cardinality", None)
+    try:
+        return cardinality is not None and int(cardinality()) == 0
+    except (TypeError, ValueError):
+        return False
+
+
 def fit_run(
     model,
     train_data,
@@ -300,6 +309,11 @@ def _fit_run_locked(model, train_data, validation_data, run_dir, epochs, model_t
         keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard")),
         resume,  # last: an epoch counts as complete only once everything above is written
     ]
+    if not isinstance(train_data, EpochPipeline) and _known_empty(train_data):
+        raise ValueError(
+            "The training data yields no batch (an empty dataset): nothing would be trained. Check the data "
+            "slice and the batch size (with drop_remainder, fewer examples than one batch give none)."
+        )
     if isinstance(train_data, EpochPipeline):  # named epochs: start exactly where the run stopped
         steps_per_epoch = train_data.steps_per_epoch
         train_data = train_data.dataset(initial_epoch, int(epochs))

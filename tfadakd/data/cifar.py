@@ -568,6 +568,8 @@ def cifar_epochs(
     ):
         raise ValueError(f"num_examples must be a positive integer or None, got {num_examples!r}.")
     count = stop - start if num_examples is None else min(stop - start, int(num_examples))
+    if count <= 0:
+        raise ValueError(f"The training data is empty ({name} {split!r} holds no example): nothing to train on.")
     builder = _prepared_builder(name, data_dir, manual_dir, download)
     examples = builder.as_dataset(split=f"{base_split}[{start}:{start + count}]", as_supervised=True,
                                   shuffle_files=False)

@@ -78,10 +78,12 @@ class EpochPipeline:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
         steps = num_examples // batch_size if drop_remainder else -(-num_examples // batch_size)
+        if num_examples <= 0:
+            raise ValueError(f"The training data is empty ({description or 'no examples'}): nothing to train on.")
         if steps <= 0:
             raise ValueError(
-                f"{num_examples} examples make no batch of {batch_size} with drop_remainder=True: use more "
-                "examples or a smaller batch size."
+                f"{num_examples} examples make no batch of {batch_size} with drop_remainder=True (needed under a "
+                "multi-replica strategy): use more examples or a smaller batch size."
             )
         self.examples = examples
         self.num_examples = int(num_examples)
