@@ -115,23 +115,28 @@ def default_run_name(config):
     return f"{config.student}_from_{config.teacher}_{config.method}_{config.temperature}{standardized}_s{config.seed}"
 
 
+def file_sha256(path):
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def verify_shipped(path):
     """Checks `path` against its `<path>.sha256` (written beside every shipped file), if there is one;
     exits with a clear message when the file does not match."""
-    import hashlib
-
     recorded_path = f"{path}.sha256"
     if not os.path.exists(recorded_path):
         return
     with open(recorded_path) as f:
         recorded = f.read().split()[0].lower()
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    if digest.hexdigest() != recorded:
+    actual = file_sha256(path)
+    if actual != recorded:
         common.fail(
-            f"{path} does not match its SHA-256 in {recorded_path} (it is {digest.hexdigest()}, {recorded} was "
+            f"{path} does not match its SHA-256 in {recorded_path} (it is {actual}, {recorded} was "
             "recorded): the file is damaged or was replaced. Restore it (git checkout -- <file>), or delete both "
             "files to train a new teacher.")
 
@@ -287,7 +292,9 @@ def distill(config, strategy, data, teacher_path, run_dir, callbacks=()):
         data = data.with_train(cached_teacher_logits(config, teacher, data.train))
     results = common.fit_run(
         distiller, data.train, data.validation, run_dir, config.epochs, model_to_save=student,
-        config={"teacher_path": teacher_path, **config.as_dict()}, verbose=config.verbose,
+        # The teacher file's digest: a resume with a changed teacher file is refused (fit_run compares configs).
+        config={"teacher_path": teacher_path, "teacher_sha256": file_sha256(teacher_path), **config.as_dict()},
+        verbose=config.verbose,
         test_data=data.reported_test, callbacks=list(callbacks),
     )
     return results, teacher

@@ -263,3 +263,25 @@ def test_a_rerun_with_other_flags_is_refused_naming_them(teacher, tfds_data_dir)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "learning_rate: 0.05 -> 0.9" in proc.stderr and "--run_name" in proc.stderr
     assert files() == before
+
+
+def test_a_resume_with_a_changed_teacher_file_is_refused(teacher, tfds_data_dir, tmp_path):
+    import shutil
+
+    import keras
+
+    import tfadakd  # noqa: F401  (registers the zoo's layers for load_model)
+
+    _, path, _ = teacher
+    copy = tmp_path / "teacher.keras"
+    shutil.copy(path, copy)
+    args = [f"--teacher_path={copy}", "--teacher=resnet8", "--student=resnet8", f"--output_dir={tmp_path}",
+            "--run_name=run", *TINY]
+    first = run_app("distill.py", *args, "--epochs=1", data_dir=tfds_data_dir)
+    assert first.returncode == 0, first.stderr[-3000:]
+    model = keras.models.load_model(copy)
+    model.layers[-1].bias.assign(model.layers[-1].bias + 1.0)  # the teacher overwritten in place
+    model.save(copy)
+    proc = run_app("distill.py", *args, "--epochs=2", data_dir=tfds_data_dir)
+    assert proc.returncode == 2 and "teacher_sha256:" in proc.stderr and "Traceback" not in proc.stderr
+    assert json.loads((tmp_path / "cifar10" / "run" / "results.json").read_text())["epochs"] == 1
