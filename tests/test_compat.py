@@ -162,3 +162,16 @@ def test_variable_index_is_the_position_given_to_build():
         optimizer.build(variables)
         indices = [_compat.variable_index(optimizer, v) for v in variables]
         assert indices == [0, 1, 2], f"indices {indices}, not the order given to build"
+
+
+def test_distiller_student_loss_is_what_keras_distillation_was_compiled_with():
+    with relied_upon("keras.distillation.Distiller._student_loss_for_serialization", "distiller_student_loss"):
+        from keras.distillation import Distiller, LogitsDistillation
+
+        inputs = keras.Input((4,))
+        teacher = keras.Model(inputs, keras.layers.Dense(3)(inputs))
+        student = keras.Model(inputs, keras.layers.Dense(3)(inputs))
+        distiller = Distiller(teacher=teacher, student=student, distillation_losses=LogitsDistillation(temperature=2.0))
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        distiller.compile(optimizer="sgd", loss=loss)
+        assert _compat.distiller_student_loss(distiller) is loss, "not the loss passed to compile()"

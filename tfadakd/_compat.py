@@ -18,7 +18,9 @@ _compat.loss_tracker(model).update_state(loss)     # instead of model._loss_trac
 """
 
 import keras
-import tensorflow as tf
+
+# TensorFlow is imported inside the functions that need it: `tfadakd.keras_distillation` uses this module
+# on every Keras backend, TensorFlow not installed included.
 
 
 def loss_tracker(model):
@@ -42,6 +44,8 @@ def supports_no_merge_call():
     Relies on: `tf.__internal__.distribute.strategy_supports_no_merge_call` (TensorFlow's
     distribute/merge_call_interim.py, exported for Keras since 2021). Checked on TensorFlow 2.21.
     """
+    import tensorflow as tf
+
     return tf.__internal__.distribute.strategy_supports_no_merge_call()
 
 
@@ -55,6 +59,8 @@ def in_multi_worker_mode(strategy=None):
     by every strategy's `extended`, True for `MultiWorkerMirroredStrategy` with more than one worker).
     Keras 3's TensorFlow trainer makes the same test with it. Checked on TensorFlow 2.21.
     """
+    import tensorflow as tf
+
     strategy = strategy or tf.distribute.get_strategy()
     return bool(strategy.extended._in_multi_worker_mode())
 
@@ -73,6 +79,8 @@ def maybe_symbolic_build(model, iterator=None, data_batch=None):
     that iterator yielding `(begin_step, end_step, batches)` triples whose `batches` is a Python
     iterator. Checked on Keras 3.15.
     """
+    import tensorflow as tf
+
     strategy = model.distribute_strategy
     if iterator is not None and isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         for _, _, batches in iterator:
@@ -105,3 +113,15 @@ def variable_index(optimizer, variable):
     private since Keras 3.0. Checked on Keras 3.15.
     """
     return optimizer._get_variable_index(variable)
+
+
+def distiller_student_loss(distiller):
+    """The student loss a `keras.distillation.Distiller` was compiled with (None before `compile`).
+
+    Its `compile` replaces `loss` by its own wrapper and keeps what the user passed in a private
+    attribute, which `get_compile_config` needs to write a `.keras` file that reloads compiled.
+
+    Relies on: `keras.distillation.Distiller._student_loss_for_serialization`
+    (keras/src/distillation/distiller.py), set by its `compile()`. Checked on Keras 3.15.
+    """
+    return getattr(distiller, "_student_loss_for_serialization", None)

@@ -47,6 +47,7 @@ Only `keras` is needed (no TensorFlow): this module runs on the TensorFlow, JAX 
 import keras
 from keras import ops
 
+from tfadakd import _compat
 from tfadakd import losses as losses_lib
 
 #: The epoch the schedules see while none is set: "past every schedule" (warm-ups done, full reversal),
@@ -229,9 +230,10 @@ class Distiller(keras.distillation.Distiller):
     # from a `.keras` file uncompiled (Keras warns); this one comes back compiled, optimizer state included.
     def get_compile_config(self):
         config = super().get_compile_config()
-        if config and hasattr(self, "_student_loss_for_serialization"):
+        student_loss = _compat.distiller_student_loss(self)
+        if config and student_loss is not None:
             config = dict(config)
-            config["loss"] = keras.saving.serialize_keras_object(self._student_loss_for_serialization)
+            config["loss"] = keras.saving.serialize_keras_object(student_loss)
         return config
 
     def compile_from_config(self, config):
