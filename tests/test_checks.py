@@ -124,3 +124,25 @@ def test_every_numeric_argument_uses_the_rule(make, match):
 def test_temperatures_get_refuses_what_is_not_a_number_or_a_name(bad):
     with pytest.raises(ValueError, match=r"Cannot interpret|Unknown"):
         temperatures.get(bad)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(student_loss_weight=-1.0), r"Distiller `student_loss_weight` must be a finite number >= 0, got -1"),
+        (dict(distillation_loss_weight="9"), r"Distiller `distillation_loss_weight` must be .*got '9' \(a str\)"),
+        (dict(distillation_loss_weight=float("inf")), r"`distillation_loss_weight` must be a finite number >= 0"),
+    ],
+)
+def test_distiller_weights_follow_the_same_rule(kwargs, message):
+    import keras
+
+    from tfadakd import Distiller
+
+    def model():
+        inputs = keras.Input((4,))
+        return keras.Model(inputs, keras.layers.Dense(3)(inputs))
+
+    with pytest.raises(ValueError, match=message):
+        Distiller(model(), model(), **kwargs)
+    assert Distiller(model(), model(), student_loss_weight=np.float32(0.5)).student_loss_weight == 0.5

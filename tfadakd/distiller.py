@@ -6,13 +6,13 @@ What a distiller is lives here: its models and their validation, the loss terms,
 Keras and TensorFlow internals in `tfadakd._compat`.
 """
 
-import math
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from tfadakd import _compat
+from tfadakd._checks import check_number
 from tfadakd import functional as F
 from tfadakd import input_checks
 from tfadakd import losses as losses_lib
@@ -21,16 +21,6 @@ from tfadakd.step_guard import NAN_POLICIES, NonFiniteError  # noqa: F401  (publ
 
 #: Names of the values the Distiller logs during training, besides the compiled metrics.
 TRAINING_LOG_NAMES = ("student_loss", "distillation_loss", "temperature", "logit_correlation", "skipped_batches")
-
-
-def _check_weight(name, value):
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"`{name}` must be a number, got {value!r}.") from None
-    if not (math.isfinite(value) and value >= 0):
-        raise ValueError(f"`{name}` must be a finite number >= 0, got {value!r}.")
-    return value
 
 
 def _weighted_mean(values, sample_weight):
@@ -176,10 +166,10 @@ class Distiller(keras.Model):
         for role, model in (("student", student), ("teacher", teacher)):
             if not isinstance(model, keras.Model):
                 raise ValueError(f"`{role}` must be a keras.Model, got {type(model).__name__}.")
-        self.student_loss_weight = _check_weight("student_loss_weight", student_loss_weight)
-        self.distillation_loss_weight = _check_weight(
-            "distillation_loss_weight", distillation_loss_weight
-        )
+        self.student_loss_weight = check_number("student_loss_weight", student_loss_weight, minimum=0,
+                                                owner="Distiller")
+        self.distillation_loss_weight = check_number("distillation_loss_weight", distillation_loss_weight, minimum=0,
+                                                     owner="Distiller")
         if self.student_loss_weight == 0 and self.distillation_loss_weight == 0:
             raise ValueError("student_loss_weight and distillation_loss_weight cannot both be 0.")
         if distillation_loss is None:
