@@ -115,16 +115,6 @@ def default_run_name(config):
     return f"{config.student}_from_{config.teacher}_{config.method}_{config.temperature}{standardized}_s{config.seed}"
 
 
-def file_sha256(path):
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def verify_shipped(path):
     """Checks `path` against its `<path>.sha256` (written beside every shipped file), if there is one;
     exits with a clear message when the file does not match."""
@@ -133,6 +123,8 @@ def verify_shipped(path):
         return
     with open(recorded_path) as f:
         recorded = f.read().split()[0].lower()
+    from tfadakd.callbacks import file_sha256
+
     actual = file_sha256(path)
     if actual != recorded:
         common.fail(
@@ -293,7 +285,8 @@ def distill(config, strategy, data, teacher_path, run_dir, callbacks=()):
     results = common.fit_run(
         distiller, data.train, data.validation, run_dir, config.epochs, model_to_save=student,
         # The teacher file's digest: a resume with a changed teacher file is refused (fit_run compares configs).
-        config={"teacher_path": teacher_path, "teacher_sha256": file_sha256(teacher_path), **config.as_dict()},
+        config={"teacher_path": teacher_path, "teacher_sha256": tfadakd.callbacks.file_sha256(teacher_path),
+                **config.as_dict()},
         verbose=config.verbose,
         test_data=data.reported_test, callbacks=list(callbacks),
     )

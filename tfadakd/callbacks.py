@@ -40,6 +40,18 @@ def atomic_write_text(path, text):
             os.remove(tmp)
 
 
+def file_sha256(path):
+    """The SHA-256 hex digest of a file's bytes, read in blocks.
+
+    >>> file_sha256("saved_models/cifar100/resnet32/teacher.keras")
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def atomic_write_json(path, value):
     atomic_write_text(path, json.dumps(value, indent=2, sort_keys=True, default=_json_default) + "\n")
 

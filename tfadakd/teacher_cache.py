@@ -54,14 +54,6 @@ def teacher_digest(teacher):
     return digest.hexdigest()
 
 
-def _file_digest(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _epoch_name(epoch):
     return f"epoch_{int(epoch):04d}.f32"
 
@@ -148,7 +140,7 @@ class TeacherCache:
                 )
             path = os.path.join(self.directory, name)
             callbacks_lib.atomic_save(lambda tmp: table.astype("<f4").tofile(tmp), path)
-            manifest["files"][str(epoch)] = _file_digest(path)
+            manifest["files"][str(epoch)] = callbacks_lib.file_sha256(path)
             manifest["epochs"] = len(manifest["files"])
             callbacks_lib.atomic_write_json(os.path.join(self.directory, MANIFEST), manifest)
             if verbose:
@@ -174,7 +166,7 @@ class TeacherCache:
                 raise CacheMismatchError(
                     f"The teacher-logit cache in {self.directory} has no epoch {epoch + 1} (it has "
                     f"{len(manifest.get('files', {}))}): build it for {epochs} epochs.")
-            if _file_digest(path) != recorded:
+            if callbacks_lib.file_sha256(path) != recorded:
                 raise CacheMismatchError(
                     f"{path} does not match its SHA-256 in the manifest (damaged or overwritten). Delete it "
                     "and rebuild the cache: the other epochs are kept.")
