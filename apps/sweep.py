@@ -29,7 +29,7 @@ import time
 from absl import app, flags
 
 import common
-import distill  # noqa: F401  (defines the distillation flags the runs take)
+import distill  # defines the distillation flags the runs take
 import report
 
 FLAGS = flags.FLAGS
@@ -127,7 +127,7 @@ def main(argv):
     plan = variants()
     name = FLAGS.sweep_name or f"{FLAGS.teacher}_{FLAGS.student}"
     sweep_dir = os.path.join(FLAGS.output_dir, FLAGS.dataset, "sweeps", name)
-    teacher_path = FLAGS.teacher_path or os.path.join(FLAGS.output_dir, FLAGS.dataset, FLAGS.teacher, "teacher.keras")
+    teacher_path = distill.teacher_path_of(FLAGS)
     base = passthrough_args(sys.argv) + [f"--teacher_path={teacher_path}", f"--output_dir={FLAGS.output_dir}"]
     shared = []
     if FLAGS.sweep_teacher_cache:

@@ -493,22 +493,21 @@ def _crop_and_flip(images, offsets, flips, padding):
     return tf.gather(out, cols, axis=2, batch_dims=1)
 
 
-def augment_by_index(images, indices, seed, num_examples, padding: int = 4):
-    """The CIFAR augmentation of `augment`, where example `indices[k]`'s crop and flip are a function of
-    `(seed, indices[k])` only: row `indices[k]` of tables of `num_examples` offsets and flips drawn
-    from `seed`. What `cifar_epochs` applies, with a seed per epoch.
+def index_augmentation(seed, num_examples, padding: int = 4):
+    """The CIFAR augmentation of `augment` for named epochs: returns `fn(images, indices)` that crops and
+    flips example `indices[k]` as a function of `(seed, indices[k])` only, with row `indices[k]` of
+    tables of `num_examples` offsets and flips drawn once from `seed`. What `cifar_epochs` applies,
+    with a seed per epoch.
 
     Arguments:
-        images: a batch `(B, H, W, C)` in pixel units.
-        indices: `(B,)` example indices in `[0, num_examples)`.
         seed: shape `(2,)` int32 / int64 stateless seed.
         num_examples: the size of the tables (the number of examples of the split).
         padding: pixels of zero padding on each side (4 for CIFAR).
 
     Example:
 
-    >>> batch = tf.zeros((2, 32, 32, 3), tf.uint8)
-    >>> augment_by_index(batch, tf.constant([7, 3]), seed=[0, 1], num_examples=10).shape
+    >>> augment_batch = index_augmentation(seed=[0, 1], num_examples=10)
+    >>> augment_batch(tf.zeros((2, 32, 32, 3), tf.uint8), tf.constant([7, 3])).shape
     TensorShape([2, 32, 32, 3])
     """
     seed = tf.cast(tf.convert_to_tensor(seed), tf.int64)
@@ -516,8 +515,12 @@ def augment_by_index(images, indices, seed, num_examples, padding: int = 4):
     offsets = tf.random.stateless_uniform(
         [num_examples, 2], seed=crop_seed, minval=0, maxval=2 * padding + 1, dtype=tf.int32)
     flips = tf.random.stateless_uniform([num_examples], seed=flip_seed) < 0.5
-    indices = tf.cast(indices, tf.int32)
-    return _crop_and_flip(images, tf.gather(offsets, indices), tf.gather(flips, indices), padding)
+
+    def augment_batch(images, indices):
+        indices = tf.cast(indices, tf.int32)
+        return _crop_and_flip(images, tf.gather(offsets, indices), tf.gather(flips, indices), padding)
+
+    return augment_batch
 
 
 def cifar_epochs(
@@ -573,10 +576,8 @@ def cifar_epochs(
     builder = _prepared_builder(name, data_dir, manual_dir, download)
     examples = builder.as_dataset(split=f"{base_split}[{start}:{start + count}]", as_supervised=True,
                                   shuffle_files=False)
-    examples = examples.enumerate().map(
-        lambda index, example: (example[0], tf.cast(example[1], tf.int32), index),
-        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
-    ).cache()
+    examples = examples.map(lambda image, label: (image, tf.cast(label, tf.int32)),
+                            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).cache()
     scale, offset = _scale_offset(name)
 
     def to_float(images):
@@ -584,7 +585,7 @@ def cifar_epochs(
 
     return EpochPipeline(
         examples, count, batch_size, preprocess=to_float, seed=seed,
-        augment=(lambda images, indices, key: augment_by_index(images, indices, key, count)) if augment else None,
+        augment=(lambda key: index_augmentation(key, count)) if augment else None,
         data_seed=data_seed, drop_remainder=drop_remainder,
         description={"dataset": name, "split": f"{base_split}[{start}:{start + count}]"},
     )

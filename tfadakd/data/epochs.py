@@ -39,15 +39,15 @@ class EpochPipeline:
     """Batches of named epochs: `epoch(e)` is the same in every process.
 
     Arguments:
-        examples: an unbatched dataset of `(image, label, index)`, in a fixed order (decoded and cached
-            once; `index` is the example's position in the split slice, 0-based).
+        examples: an unbatched dataset of `(image, label)`, in a fixed order (decoded and cached once);
+            an example's index is its position there, 0-based.
         num_examples: how many examples `examples` yields.
         batch_size: the global batch size.
-        augment: `fn(images, indices, seed) -> images` applied to every batch, or None for no
-            augmentation. `seed` is a stateless seed (shape (2,), int64) derived from
-            `(data_seed, epoch)`; the function must make example `i`'s view depend only on `seed`, `i`
-            and the image (e.g. by drawing a table of random values for all `num_examples` from
-            `seed` and gathering row `i`), never on the batch it is in.
+        augment: `fn(seed) -> fn(images, indices) -> images`, or None for no augmentation. It is called
+            once per epoch with a stateless seed (shape (2,), int64) derived from `(data_seed, epoch)`,
+            and the function it returns is applied to every batch of that epoch; example `i`'s view must
+            depend only on `seed`, `i` and the image (e.g. rows `i` of tables of random values drawn
+            from `seed` for all `num_examples`), never on the batch it is in.
         preprocess: `fn(images) -> float images` applied to every batch (e.g. normalization).
         seed: the order's seed: epoch `e` is shuffled with a seed derived from `(seed, e)`.
         data_seed: the augmentation's seed (default: `seed`). Runs that share a teacher-logit cache
@@ -103,22 +103,23 @@ class EpochPipeline:
         """Epoch `epoch` as batches of `(images, labels, indices)`, before any teacher logits."""
         epoch = tf.cast(epoch, tf.int64)
         # The whole (cached) split as tensors, then an order that is a stateless function of (seed, e).
-        images, labels, indices = self.examples.batch(self.num_examples).get_single_element()
+        images, labels = self.examples.batch(self.num_examples).get_single_element()
         if self.shuffle:
             keys = tf.random.stateless_uniform([self.num_examples], seed=tf.stack([_mix(self.seed, epoch), 0x5EED]))
             order = tf.argsort(keys, stable=True)
         else:
             order = tf.range(self.num_examples)
         ds = tf.data.Dataset.from_tensor_slices(order).batch(self.batch_size, drop_remainder=self.drop_remainder)
-        ds = ds.map(lambda batch: (tf.gather(images, batch), tf.gather(labels, batch), tf.gather(indices, batch)),
-                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        augment, preprocess = self.augment, self.preprocess
-        key = tf.stack([_mix(self.data_seed, epoch), tf.constant(0xA06, tf.int64)])  # (data_seed, e)
+        preprocess = self.preprocess
+        # Example i's view: a function of (data_seed, e, i) only; the epoch's augmentation is set up once.
+        key = tf.stack([_mix(self.data_seed, epoch), tf.constant(0xA06, tf.int64)])
+        augment = None if self.augment is None else self.augment(key)
 
-        def prepare(images, labels, indices):
-            if augment is not None:  # example i's view: a function of (data_seed, e, i) only
-                images = augment(images, indices, key)
-            return (images if preprocess is None else preprocess(images)), labels, indices
+        def prepare(indices):  # an example's index is its position in the split slice
+            batch = tf.gather(images, indices)
+            if augment is not None:
+                batch = augment(batch, indices)
+            return (batch if preprocess is None else preprocess(batch)), tf.gather(labels, indices), indices
 
         return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
