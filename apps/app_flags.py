@@ -25,10 +25,25 @@ def _once(group):
     return define
 
 
+def _check_dataset(value):
+    """The --dataset value's form (whether tfds knows the name is checked when the data is opened)."""
+    if not value or not value.strip():
+        raise flags.ValidationError("--dataset is empty: pass cifar10, cifar100, a tfds image-classification name "
+                                    "(e.g. imagenet2012) or folder:PATH.")
+    if value.startswith("folder:") and not value[len("folder:"):].strip():
+        raise flags.ValidationError(f"--dataset={value} names no folder: pass folder:PATH, e.g. "
+                                    "--dataset=folder:/data/flowers.")
+    return True
+
+
 @_once
 def define_data_flags():
     """Where the data is and which slice of the test set to evaluate."""
-    flags.DEFINE_enum("dataset", "cifar100", ["cifar10", "cifar100"], "Data set.")
+    flags.DEFINE_string(
+        "dataset", "cifar100", "Data set: cifar10, cifar100, any tfds image-classification name (imagenet2012, "
+        "oxford_flowers102, ...), or folder:PATH (a folder of class sub-folders, or of train/ and val/ folders of "
+        "them; without val/, a deterministic 10% of each class is the validation split).")
+    flags.register_validator("dataset", _check_dataset)
     flags.DEFINE_string(
         "data_dir", None, "tfds data dir holding (or receiving) the prepared data set; default: tfds' own "
         "($TFDS_DATA_DIR or ~/tensorflow_datasets), which downloads when online.")
@@ -49,6 +64,12 @@ def define_training_flags():
         "that chooses the best epoch; the test set is then only reported (test top-1 at the chosen and at the last "
         "epoch). 0: no split, the best epoch is chosen on the test set (the literature's habit; results say so).",
         lower_bound=0)
+    flags.DEFINE_enum("preprocessing", None, ["cifar", "imagenet"],
+                      "Preprocessing family (default: from the data, cifar for CIFAR, imagenet otherwise). cifar: pad 4 + "
+                      "random crop + flip (other data resized to --image_size first); imagenet: random resized crop + "
+                      "flip for training, resize to --image_size/0.875 + center crop for evaluation, ImageNet mean/std.")
+    flags.DEFINE_integer("image_size", None, "Input height and width of the models (default: 32 for cifar "
+                         "preprocessing, 224 for imagenet).", lower_bound=8)
     flags.DEFINE_integer("batch_size", 64, "Global batch size (split over replicas).", lower_bound=1)
     flags.DEFINE_integer("seed", 0, "Random seed for weights and the order of the batches (and the augmentation "
                          "unless --data_seed is given).")

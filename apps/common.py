@@ -52,12 +52,12 @@ class Config:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in self._values.items()}
 
 
-def build_model(config, name, num_classes):
+def build_model(config, name, num_classes, input_shape=(32, 32, 3)):
     """A zoo model, with synchronized batch norm if --sync_batch_norm; exits on an unknown name."""
     import tfadakd
 
     try:
-        model = tfadakd.models.build(name, num_classes=num_classes)
+        model = tfadakd.models.build(name, num_classes=num_classes, input_shape=tuple(input_shape))
     except ValueError as error:
         fail(str(error))
     return tfadakd.distribute.synchronize_batch_norm(model) if config.sync_batch_norm else model
@@ -128,7 +128,10 @@ def writable(directory):
 #: much is printed, and more epochs. Anything else (the method, the data, the recipe) is refused.
 RESUMABLE_CHANGES = ("epochs", "verbose", "data_dir", "manual_dir", "output_dir", "teacher_path", "teacher_cache",
                      "export_tflite", "baseline_student", "dry_run", "plugins", "train_teacher_if_missing",
-                     "unsafe_teacher", "strategy", "num_devices", "scale_lr", "jit_compile", "test_examples")
+                     "unsafe_teacher", "strategy", "num_devices", "scale_lr", "jit_compile", "test_examples",
+                     # The data's description: follows from --dataset, --preprocessing and --image_size (compared
+                     # themselves); runs from before it was recorded resume.
+                     "data")
 
 
 def training_config(config, model, **overrides):
@@ -170,8 +173,9 @@ def train_model(config, strategy, data, model_name, run_dir, epochs, learning_ra
 
     import tfadakd
 
+    run_config = {**run_config, "data": data.description}
     with strategy.scope():
-        model = build_model(config, model_name, tfadakd.data.num_classes(config.dataset))
+        model = build_model(config, model_name, data.num_classes, data.image_shape)
         model.compile(
             optimizer=optimizer(config, strategy, data.steps_per_epoch, learning_rate, lr_milestones),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -193,11 +197,25 @@ def train_model(config, strategy, data, model_name, run_dir, epochs, learning_ra
 class Data:
     """The pipelines of one run: `train` (a `tfadakd.data.EpochPipeline`), `validation` (chooses the
     best epoch), `test`, and `reported_test` (the test pipeline when it is not the validation one, else
-    None)."""
+    None); `source` is the `tfadakd.data.ImageDataset` they come from (classes, input shape, calibration
+    images, `description` for config.json)."""
 
-    def __init__(self, train, validation, test):
-        self.train, self.validation, self.test = train, validation, test
+    def __init__(self, train, validation, test, source=None):
+        self.train, self.validation, self.test, self.source = train, validation, test, source
         self.reported_test = None if validation is test else test
+
+    @property
+    def num_classes(self):
+        return self.source.num_classes
+
+    @property
+    def image_shape(self):
+        return self.source.image_shape
+
+    @property
+    def description(self):
+        """The data and its preprocessing (family, image size, normalization) as recorded in config.json."""
+        return self.source.describe()
 
     @property
     def steps_per_epoch(self):
@@ -206,32 +224,47 @@ class Data:
 
     def with_train(self, train):
         """The same pipelines with another training pipeline (e.g. one carrying teacher logits)."""
-        return Data(train, self.validation, self.test)
+        return Data(train, self.validation, self.test, self.source)
+
+
+def open_data(config):
+    """The --dataset's `tfadakd.data.ImageDataset` with --preprocessing and --image_size; exits with the
+    library's message when it cannot be opened (unknown name, not image classification, empty folder, ...)."""
+    import tfadakd
+
+    try:
+        return tfadakd.data.open_dataset(
+            config.dataset, data_dir=config.data_dir, manual_dir=config.manual_dir,
+            preprocessing=config.preprocessing if "preprocessing" in config else None,
+            image_size=config.image_size if "image_size" in config else None)
+    except (tfadakd.data.DataNotFoundError, ValueError) as error:
+        fail(str(error))
 
 
 def datasets(config, strategy):
     """The run's `Data` from the flags; exits with the library's message if data is missing.
 
+    The test pipeline is the data's evaluation split (test; validation for ImageNet and image folders).
     With --validation_examples=N the validation pipeline is the last N training images (not augmented)
     and the training pipeline never sees them; with N=0 the validation pipeline is the test pipeline.
     """
     import tfadakd
 
-    common = dict(data_dir=config.data_dir, manual_dir=config.manual_dir, batch_size=config.batch_size)
+    source = open_data(config)
     try:
-        train = tfadakd.data.cifar_epochs(
-            config.dataset, train_split_name(config), num_examples=config.train_examples or None, seed=config.seed,
-            data_seed=config.data_seed, drop_remainder=strategy.num_replicas_in_sync > 1, **common)
-        test = tfadakd.data.load_cifar(config.dataset, "test", num_examples=config.test_examples or None, **common)
+        train = source.epochs(
+            train_split_name(config, source), batch_size=config.batch_size,
+            num_examples=config.train_examples or None, seed=config.seed, data_seed=config.data_seed,
+            drop_remainder=strategy.num_replicas_in_sync > 1)
+        test = source.evaluation(batch_size=config.batch_size, num_examples=config.test_examples or None)
         validation = test
         if config.validation_examples:
-            validation = tfadakd.data.load_cifar(
-                config.dataset, f"train[-{config.validation_examples}:]", augment=False, shuffle=False, **common)
+            validation = source.evaluation(f"train[-{config.validation_examples}:]", batch_size=config.batch_size)
     except tfadakd.data.DataNotFoundError as error:
         fail(str(error))
     except ValueError as error:  # e.g. too few examples for one batch
         fail(f"{error} (--train_examples={config.train_examples}, --batch_size={config.batch_size})")
-    return Data(train, validation, test)
+    return Data(train, validation, test, source)
 
 
 def top1_columns(results):
@@ -242,14 +275,12 @@ def top1_columns(results):
     return {"test top-1 (best, chosen on test)": results.get("best_top1"), "test top-1 (last)": results.get("last_top1")}
 
 
-def train_split_name(config):
-    """The tfds split the training pipeline reads: 'train' minus the validation split; exits if nothing is left."""
-    import tfadakd
-
-    total = tfadakd.data.num_examples(config.dataset, "train")
+def train_split_name(config, source):
+    """The split the training pipeline reads: 'train' minus the validation split; exits if nothing is left."""
+    total = source.num_examples("train")
     if config.validation_examples >= total:
         fail(f"--validation_examples={config.validation_examples} leaves no training image ({config.dataset} has "
-             f"{total}); hold out fewer, e.g. --validation_examples=5000.")
+             f"{total}); hold out fewer, e.g. --validation_examples={max(1, total // 10)}.")
     return f"train[:{total - config.validation_examples}]" if config.validation_examples else "train"
 
 
@@ -296,8 +327,16 @@ def device_description():
     return f"CPU, {os.cpu_count()} cores{', ' + '/'.join(features) if features else ''}", False
 
 
+def dataset_dir(config):
+    """The data set's folder name in <output_dir>/<dataset>/<run>: --dataset itself, folder_<basename> for
+    folder:PATH (the full path is in each run's config.json)."""
+    import tfadakd
+
+    return tfadakd.data.directory_name(config.dataset)
+
+
 def run_dir(config, default_name):
-    return os.path.join(config.output_dir, config.dataset, config.run_name or default_name)
+    return os.path.join(config.output_dir, dataset_dir(config), config.run_name or default_name)
 
 
 def parse_flags(argv):

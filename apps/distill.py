@@ -198,10 +198,16 @@ def check(config):
         common.fail(f"Unknown --export_tflite mode(s) {unknown}. Valid: {', '.join(tfadakd.export.QUANTIZATION_MODES)}.")
     if config.teacher_lr_milestones:
         common.milestones(config, "teacher_lr_milestones")
+    if config.export_tflite and (tfadakd.data.kind_of(config.dataset) != "cifar" or config.preprocessing == "imagenet"):
+        common.fail(  # apps/exporting.py reads the test and calibration images with load_cifar (issue 17)
+            f"--export_tflite exports runs on CIFAR with CIFAR preprocessing only for now; --dataset={config.dataset} "
+            "needs the export through the library: tfadakd.export.to_tflite(student, path, 'int8', "
+            "representative_data=tfadakd.data.open_dataset(...).calibration_images(300)). Leave --export_tflite out.")
 
 
 def teacher_path_of(config):
-    return config.teacher_path or os.path.join(config.output_dir, config.dataset, config.teacher, "teacher.keras")
+    return config.teacher_path or os.path.join(config.output_dir, common.dataset_dir(config), config.teacher,
+                                               "teacher.keras")
 
 
 def teacher_file(config, strategy, data, callbacks=()):
@@ -266,7 +272,7 @@ def distill(config, strategy, data, teacher_path, run_dir, callbacks=()):
 
     with strategy.scope():
         teacher = load_teacher(teacher_path, config.unsafe_teacher)
-        student = common.build_model(config, config.student, tfadakd.data.num_classes(config.dataset))
+        student = common.build_model(config, config.student, data.num_classes, data.image_shape)
         try:
             distiller = tfadakd.Distiller(
                 student, teacher, make_loss(config), config.student_loss_weight, config.distillation_loss_weight,
@@ -286,7 +292,7 @@ def distill(config, strategy, data, teacher_path, run_dir, callbacks=()):
         distiller, data.train, data.validation, run_dir, config.epochs, model_to_save=student,
         # The teacher file's digest: a resume with a changed teacher file is refused (fit_run compares configs).
         config={"teacher_path": teacher_path, "teacher_sha256": tfadakd.callbacks.file_sha256(teacher_path),
-                **config.as_dict()},
+                **config.as_dict(), "data": data.description},
         verbose=config.verbose,
         test_data=data.reported_test, callbacks=list(callbacks),
     )
@@ -304,11 +310,11 @@ def make_plan(config, data):
     import plan as plan_lib
     import tfadakd
 
-    num_classes = tfadakd.data.num_classes(config.dataset)
-    student = tfadakd.models.flops(tfadakd.models.build(config.student, num_classes=num_classes))
+    shape = dict(num_classes=data.num_classes, input_shape=data.image_shape)
+    student = tfadakd.models.flops(tfadakd.models.build(config.student, **shape))
     path = teacher_path_of(config)
     teacher_model = (load_teacher(path, config.unsafe_teacher) if os.path.exists(path)
-                     else tfadakd.models.build(config.teacher, num_classes=num_classes))
+                     else tfadakd.models.build(config.teacher, **shape))
     teacher = tfadakd.models.flops(teacher_model)
     steps, batch = data.steps_per_epoch, config.batch_size
     eval_steps = int(data.validation.cardinality()) + (int(data.test.cardinality()) if data.reported_test else 0)
@@ -353,23 +359,23 @@ def measure(config, plan, data):
     first = next((p for p in plan.phases if p.train_steps and p.train_units), None)
     if first is None:
         return None
-    num_classes = tfadakd.data.num_classes(config.dataset)
+    num_classes, shape = data.num_classes, dict(num_classes=data.num_classes, input_shape=data.image_shape)
     path = teacher_path_of(config)
-    student = tfadakd.models.build(config.student, num_classes=num_classes)
+    student = tfadakd.models.build(config.student, **shape)
     if first.name == "distillation":
         teacher = (load_teacher(path, config.unsafe_teacher) if os.path.exists(path)
-                   else tfadakd.models.build(config.teacher, num_classes=num_classes))
+                   else tfadakd.models.build(config.teacher, **shape))
         model = tfadakd.Distiller(student, teacher, make_loss(config), config.student_loss_weight,
                                   config.distillation_loss_weight)
     elif first.name == "teacher":
-        model = tfadakd.models.build(config.teacher, num_classes=num_classes)
+        model = tfadakd.models.build(config.teacher, **shape)
     elif first.name == "teacher cache":
         teacher = load_teacher(path, config.unsafe_teacher)
         step = lambda: teacher.predict_on_batch(x)  # noqa: E731
     else:
         model = student
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(config.batch_size, 32, 32, 3)).astype("float32")
+    x = rng.normal(size=(config.batch_size, *data.image_shape)).astype("float32")
     y = rng.integers(0, num_classes, config.batch_size)
     if first.name != "teacher cache":
         model.compile(optimizer=common.optimizer(config, tfadakd.distribute.get_strategy("default"), 10),

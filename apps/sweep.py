@@ -126,7 +126,7 @@ def main(argv):
         common.fail(f"--seeds must be integers, got {','.join(FLAGS.seeds)!r}.")
     plan = variants()
     name = FLAGS.sweep_name or f"{FLAGS.teacher}_{FLAGS.student}"
-    sweep_dir = os.path.join(FLAGS.output_dir, FLAGS.dataset, "sweeps", name)
+    sweep_dir = os.path.join(FLAGS.output_dir, common.dataset_dir(FLAGS), "sweeps", name)
     teacher_path = distill.teacher_path_of(FLAGS)
     base = passthrough_args(sys.argv) + [f"--teacher_path={teacher_path}", f"--output_dir={FLAGS.output_dir}"]
     shared = []
