@@ -143,7 +143,7 @@ class EpochPipeline:
     def with_teacher_logits(self, lookup: Callable) -> "EpochPipeline":
         """A copy whose batches carry the teacher's logits: `lookup(epoch)` returns the epoch's
         `(num_examples, classes)` float32 logits, row `i` for example `i` (`TeacherCache.lookup`)."""
-        copy = EpochPipeline.__new__(EpochPipeline)
+        copy = type(self).__new__(type(self))  # subclasses (StreamingEpochPipeline) stay what they are
         copy.__dict__.update(self.__dict__)
         copy._teacher_logits = lookup
         return copy
