@@ -175,3 +175,21 @@ def test_distiller_student_loss_is_what_keras_distillation_was_compiled_with():
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         distiller.compile(optimizer="sgd", loss=loss)
         assert _compat.distiller_student_loss(distiller) is loss, "not the loss passed to compile()"
+
+
+def test_weights_to_bytes_is_what_save_weights_writes(tmp_path):
+    with relied_upon("keras.src.saving.saving_lib.H5IOStore / _save_state", "weights_to_bytes"):
+        inputs = keras.Input((4,))
+        model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Dense(5)(inputs)))
+        model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9), loss="mse")
+        model.fit(np.ones((8, 4)), np.ones((8, 3)), verbose=0)  # momentum buffers and iterations are non-zero
+        path = tmp_path / "m.weights.h5"
+        path.write_bytes(_compat.weights_to_bytes(model))
+        keras.utils.set_random_seed(1)
+        other = keras.models.clone_model(model)
+        other.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9), loss="mse")
+        other.optimizer.build(other.trainable_variables)
+        other.load_weights(path)
+        for a, b in zip(model.weights + model.optimizer.variables, other.weights + other.optimizer.variables):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=f"{a.path} not restored")
+        assert int(other.optimizer.iterations) == 1

@@ -256,7 +256,7 @@ def test_diverging_plain_model_stops_at_the_batch_before_writing(tmp_path):
     assert not (tmp_path / "student_final.keras").exists()
 
 
-def test_disk_full_while_saving_keeps_the_previous_files_valid(tmp_path):
+def test_disk_full_while_saving_keeps_the_previous_files_valid(tmp_path, monkeypatch):
     x, _ = batches()
     good = {}
 
@@ -271,13 +271,38 @@ def test_disk_full_while_saving_keeps_the_previous_files_valid(tmp_path):
 
         return write
 
-    for writer in ("save", "save_weights"):  # SaveModel's student files, then ResumeCheckpoint's
+    class HalfWritten:  # a file on a disk that fills up halfway through the write
+        def __init__(self, path, mode):
+            self.file = open(path, mode)
+
+        def write(self, data):
+            self.file.write(data[: len(data) // 2])
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __getattr__(self, name):
+            return getattr(self.file, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.file.close()
+
+    def open_on_a_full_disk(path, mode="r", *args, **kwargs):
+        if good and "checkpoints" in str(path) and "w" in mode:
+            return HalfWritten(path, mode)
+        return open(path, mode, *args, **kwargs)
+
+    for writer in ("save", "checkpoint"):  # SaveModel's student files, then ResumeCheckpoint's
         model = make()
-        target = model.student if writer == "save" else model
-        setattr(target, writer, disk_full_after_epoch_1(getattr(target, writer)))
+        if writer == "save":
+            model.student.save = disk_full_after_epoch_1(model.student.save)
+        else:  # the checkpoint's bytes go through tfadakd.files' own writes
+            monkeypatch.setattr(tfadakd.files, "open", open_on_a_full_disk, raising=False)
         record = AtEpochBegin(1, lambda: good or good.update(run_files(tmp_path)))
         with pytest.raises(OSError, match=r"Could not write .*\(No space left on device\); its previous") as info:
             run(model, tmp_path, epochs=2, callbacks=[record])
+        monkeypatch.undo()
         assert info.value.errno == errno.ENOSPC
         after = run_files(tmp_path)
         unchanged = ["checkpoints/state.json", "checkpoints/epoch-0.weights.h5"]

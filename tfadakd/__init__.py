@@ -16,7 +16,8 @@ Public API:
 - `tfadakd.optimizers`: `SGD` with PyTorch's coupled weight decay and momentum, `step_decay`.
 - `tfadakd.runs`: `fit_run`, training into a resumable run directory.
 - `tfadakd.teacher_cache`: `TeacherCache`, the teacher's logits computed once per epoch and reused.
-- `tfadakd.callbacks`: the callbacks `fit_run` uses (atomic checkpoints, CSV log, temperature statistics).
+- `tfadakd.callbacks`: the callbacks `fit_run` uses (verified atomic checkpoints, graceful stop on SIGTERM /
+  SIGINT, CSV log, temperature statistics).
 - `tfadakd.distribute`: `get_strategy` by name.
 - `tfadakd.precision`: `default_policy`, the fastest correct Keras precision policy for the machine.
 - `tfadakd.export`: TFLite / LiteRT and SavedModel export and evaluation.

@@ -125,3 +125,30 @@ def distiller_student_loss(distiller):
     (keras/src/distillation/distiller.py), set by its `compile()`. Checked on Keras 3.15.
     """
     return getattr(distiller, "_student_loss_for_serialization", None)
+
+
+def weights_to_bytes(model):
+    """The content `model.save_weights("x.weights.h5")` writes (weights, optimizer state), built in memory.
+
+    `tfadakd.callbacks.ResumeCheckpoint` writes these bytes itself, so a full disk is an ordinary
+    `OSError` from Python's file write (never HDF5 failing inside a half-written file, which can end the
+    process with a segmentation fault when h5py closes it), and it knows the checkpoint's SHA-256 before
+    the file exists. The bytes load back with the public `model.load_weights(path)`.
+
+    Relies on: `keras.src.saving.saving_lib.H5IOStore` (which accepts an `io.BytesIO`) and
+    `saving_lib._save_state(saveable, weights_store, assets_store, inner_path, visited_saveables)`,
+    what `save_weights_only` (behind `Model.save_weights`) calls. Checked on Keras 3.15.
+    """
+    import io
+
+    from keras.src.saving import saving_lib
+
+    if not model.built:
+        raise ValueError("The model is not built yet: call it on a batch (or fit it) before saving its weights.")
+    buffer = io.BytesIO()
+    store = saving_lib.H5IOStore(buffer, mode="w")
+    try:
+        saving_lib._save_state(model, weights_store=store, assets_store=None, inner_path="", visited_saveables=set())
+    finally:
+        store.close()
+    return buffer.getvalue()

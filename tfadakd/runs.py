@@ -27,12 +27,15 @@ import csv
 import json
 import math
 import os
+import signal
 import time
 
 import keras
 
+from tfadakd import _compat
 from tfadakd import callbacks as callbacks_lib
 from tfadakd.data.epochs import EpochPipeline
+from tfadakd.graceful_stop import GracefulStop, TrainingInterrupted  # noqa: F401 - raised through fit_run
 
 CONFIG = "config.json"
 METRICS = "metrics.csv"
@@ -68,6 +71,8 @@ class _StopOnNonFiniteLoss(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
+        if (logs or {}).get("skipped_batches", 0) >= batch + 1:
+            return  # nan_policy="skip_batch" and no batch of the epoch applied yet: the loss is NaN by design
         if loss is not None and not math.isfinite(loss):
             from tfadakd.distiller import NonFiniteError
 
@@ -76,6 +81,17 @@ class _StopOnNonFiniteLoss(keras.callbacks.Callback):
                 f"model diverged, or the data holds NaN/Inf. Nothing was written for this epoch; "
                 f"{os.path.join(self.run_dir, 'checkpoints')} keeps the last complete one. Lower the "
                 "learning rate (or check the data), then rerun to resume."
+            )
+
+    def on_epoch_end(self, epoch, logs=None):
+        skipped, steps = (logs or {}).get("skipped_batches", 0), (self.params or {}).get("steps")
+        if steps and skipped >= steps:
+            from tfadakd.distiller import NonFiniteError
+
+            raise NonFiniteError(
+                f"All {int(skipped)} batches of epoch {epoch + 1} were skipped (nan_policy='skip_batch'): nothing was "
+                "trained. The teacher's logits, the loss or the gradients were NaN or Inf on every batch: check the "
+                "data for NaN / Inf values and the teacher's outputs. Nothing was written for this epoch."
             )
 
 
@@ -223,6 +239,7 @@ def fit_run(
     keep_checkpoints=2,
     test_data=None,
     may_change=RESUMABLE_CHANGES,
+    stop_signals=(signal.SIGTERM, signal.SIGINT),
 ):
     """Trains `model` into `run_dir`, resuming from the last completed epoch if the run was cut short.
 
@@ -250,6 +267,11 @@ def fit_run(
             `validation_data`) and `test_top1_last`.
         may_change: keys of `config` a rerun may change and still continue the run (default: `epochs`,
             `verbose`); any other difference from the run's `config.json` is refused.
+        stop_signals: signals that stop the run gracefully (default SIGTERM, what schedulers send before
+            preemption, and SIGINT, Ctrl-C): at the next batch boundary a checkpoint is written and
+            `tfadakd.graceful_stop.TrainingInterrupted` is raised; rerunning resumes there. Mid-epoch
+            (no finished batch lost) when `train_data` is an `EpochPipeline` on one worker; otherwise
+            the run stops at once and resumes at the start of the current epoch. `()` turns it off.
 
     Returns:
         The results dict also written to `results.json`.
@@ -265,6 +287,7 @@ def fit_run(
         OSError: if a file cannot be written (e.g. disk full); the previous files stay intact.
         RunConflictError: (a `ValueError`) if `run_dir` holds a run started with another `config`, or
             another process trains in it; nothing is written.
+        TrainingInterrupted: on one of `stop_signals`, after the checkpoint is written.
     """
     if int(epochs) <= 0:
         raise ValueError(f"epochs must be positive, got {epochs!r}.")
@@ -272,11 +295,12 @@ def fit_run(
     with _RunLock(run_dir):
         _check_same_run(run_dir, config, may_change)
         return _fit_run_locked(model, train_data, validation_data, run_dir, epochs, model_to_save, callbacks,
-                               verbose, config, temperature_batches, steps_per_epoch, keep_checkpoints, test_data)
+                               verbose, config, temperature_batches, steps_per_epoch, keep_checkpoints, test_data,
+                               stop_signals)
 
 
 def _fit_run_locked(model, train_data, validation_data, run_dir, epochs, model_to_save, callbacks, verbose, config,
-                    temperature_batches, steps_per_epoch, keep_checkpoints, test_data):
+                    temperature_batches, steps_per_epoch, keep_checkpoints, test_data, stop_signals):
     callbacks_lib.remove_stale_temporaries(run_dir)  # left by a process killed while writing
     resume = callbacks_lib.ResumeCheckpoint(os.path.join(run_dir, "checkpoints"), keep=keep_checkpoints)
     initial_epoch = resume.restore(model)
@@ -289,8 +313,9 @@ def _fit_run_locked(model, train_data, validation_data, run_dir, epochs, model_t
             callbacks_lib.atomic_write_json(os.path.join(run_dir, RESULTS), results)
         results["resumed_from_epoch"] = initial_epoch
         return results
-    if initial_epoch and verbose:
-        print(f"Resuming {run_dir} at epoch {initial_epoch + 1} of {epochs}.")
+    if (initial_epoch or resume.initial_step) and verbose:
+        after = f" after its batch {resume.initial_step}" if resume.initial_step else ""
+        print(f"Resuming {run_dir} at epoch {initial_epoch + 1}{after} of {epochs}.")
 
     run_callbacks = [_StopOnNonFiniteLoss(run_dir), _EpochTimer()]
     if temperature_batches and hasattr(model, "distillation_loss") and validation_data is not None:
@@ -307,26 +332,39 @@ def _fit_run_locked(model, train_data, validation_data, run_dir, epochs, model_t
         ),
         callbacks_lib.CSVLogger(os.path.join(run_dir, METRICS)),
         keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard")),
-        resume,  # last: an epoch counts as complete only once everything above is written
+        resume,  # after the writers: an epoch counts as complete only once everything above is written
     ]
-    if not isinstance(train_data, EpochPipeline) and _known_empty(train_data):
+    named = isinstance(train_data, EpochPipeline)
+    stop = None
+    if stop_signals:  # last: stops after the epoch's files, or mid-epoch with its own checkpoint
+        mid_epoch = named and not _compat.in_multi_worker_mode(model.distribute_strategy)
+        stop = GracefulStop(resume, stop_signals, step_offset=resume.initial_step, mid_epoch=mid_epoch)
+        run_callbacks.append(stop)
+    if not named and _known_empty(train_data):
         raise ValueError(
             "The training data yields no batch (an empty dataset): nothing would be trained. Check the data "
             "slice and the batch size (with drop_remainder, fewer examples than one batch give none)."
         )
-    if isinstance(train_data, EpochPipeline):  # named epochs: start exactly where the run stopped
-        steps_per_epoch = train_data.steps_per_epoch
-        train_data = train_data.dataset(initial_epoch, int(epochs))
-    model.fit(
-        train_data,
-        validation_data=validation_data,
-        epochs=int(epochs),
-        initial_epoch=initial_epoch,
-        callbacks=run_callbacks,
-        verbose=verbose,
-        steps_per_epoch=steps_per_epoch,
-        shuffle=False,  # the tf.data pipelines shuffle themselves
-    )
+    fit = dict(validation_data=validation_data, callbacks=run_callbacks, verbose=verbose,
+               shuffle=False)  # the tf.data pipelines shuffle themselves
+    try:
+        if not named:
+            model.fit(train_data, epochs=int(epochs), initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
+                      **fit)
+        else:  # named epochs: start exactly where the run stopped, mid-epoch included
+            steps, start, skip = train_data.steps_per_epoch, initial_epoch, resume.initial_step
+            if skip:  # the rest of the epoch the run stopped in, then the following epochs
+                model.fit(train_data.dataset(start, start + 1, skip_steps=skip), epochs=start + 1,
+                          initial_epoch=start, steps_per_epoch=steps - skip, **fit)
+                start += 1
+                if stop is not None:
+                    stop.step_offset = 0
+            if start < int(epochs):
+                model.fit(train_data.dataset(start, int(epochs)), epochs=int(epochs), initial_epoch=start,
+                          steps_per_epoch=steps, **fit)
+    finally:
+        if stop is not None:
+            stop.on_train_end()  # the previous signal handlers are back, whatever stopped the fit
     results = summarize(run_dir)
     results["resumed_from_epoch"] = initial_epoch
     callbacks_lib.atomic_write_json(os.path.join(run_dir, RESULTS), results)

@@ -131,13 +131,20 @@ class EpochPipeline:
         table = self._teacher_logits(tf.cast(epoch, tf.int64))  # (num_examples, classes) for this epoch
         return ds.map(lambda x, y, i: ({"images": x, "teacher_logits": tf.gather(table, i)}, y))
 
-    def dataset(self, start_epoch: int = 0, end_epoch: int = 1) -> tf.data.Dataset:
+    def dataset(self, start_epoch: int = 0, end_epoch: int = 1, skip_steps: int = 0) -> tf.data.Dataset:
         """Epochs `start_epoch` .. `end_epoch - 1` one after the other, prefetched: pass it to `fit` with
-        `steps_per_epoch=self.steps_per_epoch` and `initial_epoch=start_epoch`."""
+        `steps_per_epoch=self.steps_per_epoch` and `initial_epoch=start_epoch`.
+
+        `skip_steps` leaves out the first batches of `start_epoch` (already trained by a run stopped
+        mid-epoch); `fit` then trains the rest of that epoch with `steps_per_epoch - skip_steps`.
+        """
         if not 0 <= int(start_epoch) < int(end_epoch):
             raise ValueError(f"Need 0 <= start_epoch < end_epoch, got {start_epoch} and {end_epoch}.")
-        ds = tf.data.Dataset.range(int(start_epoch), int(end_epoch)).flat_map(self.epoch)
-        ds = ds.apply(tf.data.experimental.assert_cardinality((int(end_epoch) - int(start_epoch)) * self.steps_per_epoch))
+        if not 0 <= int(skip_steps) < self.steps_per_epoch:
+            raise ValueError(f"skip_steps must be in [0, {self.steps_per_epoch}), got {skip_steps}.")
+        ds = tf.data.Dataset.range(int(start_epoch), int(end_epoch)).flat_map(self.epoch).skip(int(skip_steps))
+        steps = (int(end_epoch) - int(start_epoch)) * self.steps_per_epoch - int(skip_steps)
+        ds = ds.apply(tf.data.experimental.assert_cardinality(steps))
         return ds.prefetch(tf.data.AUTOTUNE)
 
     def with_teacher_logits(self, lookup: Callable) -> "EpochPipeline":
