@@ -272,12 +272,33 @@ class Distiller(keras.Model):
             # Metric results are summed over replicas, and every replica skips the same batches.
             self.skipped_batches_tracker.update_state((1.0 - applied) / replicas)
             trackers += (self.skipped_batches_tracker,)
-            weights = tf.ones(tf.shape(student_logits)[:1]) if sample_weight is None else sample_weight
-            sample_weight = tf.cast(weights, "float32") * applied
-            student_logits = tf.where(ok, student_logits, 0.0)
         if y is None:
-            return _reducible({m.name: m.result() for m in (loss_tracker,) + trackers})
-        return _reducible(self.compute_metrics(x, y, student_logits, sample_weight=sample_weight))
+            return _reducible(self._none_if_all_skipped({m.name: m.result() for m in (loss_tracker,) + trackers}))
+        if self.nan_policy != "skip_batch":
+            return _reducible(self.compute_metrics(x, y, student_logits, sample_weight=sample_weight))
+        # The compiled metrics (`metrics=` ignores sample weights) are updated, then put back for a skipped batch.
+        own = {id(m) for m in (loss_tracker,) + trackers}
+        variables = [v for m in self.metrics if id(m) not in own for v in m.variables]
+        before = [tf.identity(v) for v in variables]
+        with tf.control_dependencies(before):
+            self.compute_metrics(x, y, tf.where(ok, student_logits, 0.0), sample_weight=sample_weight)
+        for variable, old in zip(variables, before):
+            variable.assign(tf.where(ok, variable, old))
+        with tf.control_dependencies([v.value for v in variables]):
+            return _reducible(self.get_metrics_result())
+
+    def get_metrics_result(self):
+        """Keras' metric results (what `fit` logs at the end of an epoch), NaN while every batch was skipped."""
+        return self._none_if_all_skipped(super().get_metrics_result())
+
+    def _none_if_all_skipped(self, logs):
+        """NaN for every logged value but `skipped_batches` while no batch of the epoch was applied: there is
+        nothing to average (not 0 loss and 0 accuracy)."""
+        if self.nan_policy != "skip_batch":
+            return logs
+        none_applied = _compat.loss_tracker(self).count <= 0
+        return {k: v if k == "skipped_batches" else tf.where(none_applied, float("nan"), tf.cast(v, "float32"))
+                for k, v in logs.items()}
 
     def test_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
