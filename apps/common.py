@@ -154,6 +154,9 @@ def fit_run(*args, **kwargs):
     except (tfadakd.callbacks.CheckpointError, tfadakd.runs.RunConflictError, tfadakd.distiller.NonFiniteError,
             PermissionError) as error:
         fail(str(error))
+    except tfadakd.graceful_stop.TrainingInterrupted as stop:
+        print(f"\n{stop}", file=sys.stderr, flush=True)
+        sys.exit(128 + stop.signum)  # the shell's convention for a process ended by a signal
     except OSError as error:
         if error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EACCES):
             raise

@@ -35,8 +35,12 @@ def main(argv):
     config_path = os.path.join(FLAGS.run_dir, "config.json")
     dataset = FLAGS.dataset
     if os.path.exists(config_path):
-        with open(config_path) as f:
-            dataset = json.load(f).get("dataset", dataset)
+        try:
+            with open(config_path) as f:
+                dataset = json.load(f).get("dataset", dataset)
+        except (ValueError, AttributeError) as error:
+            common.fail(f"{config_path} is damaged ({error}): it should be the JSON object the run wrote. Pass "
+                        "the data set yourself (--dataset=...) after moving the file away, or restore it.")
     from absl import logging
 
     logging.set_verbosity(logging.WARNING)  # tfds reports every dataset it opens at INFO

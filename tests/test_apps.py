@@ -285,3 +285,67 @@ def test_a_resume_with_a_changed_teacher_file_is_refused(teacher, tfds_data_dir,
     proc = run_app("distill.py", *args, "--epochs=2", data_dir=tfds_data_dir)
     assert proc.returncode == 2 and "teacher_sha256:" in proc.stderr and "Traceback" not in proc.stderr
     assert json.loads((tmp_path / "cifar10" / "run" / "results.json").read_text())["epochs"] == 1
+
+
+def test_sigterm_stops_the_app_at_a_batch_boundary_and_the_rerun_resumes_there(teacher, tfds_data_dir, tmp_path):
+    _, path, _ = teacher
+    args = ["distill.py", f"--teacher_path={path}", "--teacher=resnet8", "--student=resnet8", "--epochs=3",
+            f"--output_dir={tmp_path}", "--run_name=stopped", *TINY[:-2], "--train_examples=1280", "--verbose=2",
+            "--lr_milestones=2"]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TFDS_DATA_DIR=tfds_data_dir)
+    state = tmp_path / "cifar10" / "stopped" / "checkpoints" / "state.json"
+    process = subprocess.Popen([sys.executable, str(REPO / "apps" / args[0]), *args[1:]], cwd=REPO, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None and not state.exists():
+        time.sleep(0.02)
+    process.send_signal(signal.SIGTERM)  # during epoch 2 (20 batches), or at the latest during its end
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 128 + signal.SIGTERM, stderr[-3000:]
+    assert "Stopped on SIGTERM" in stderr and "Rerun the same command to resume" in stderr
+    assert "Traceback" not in stderr
+    stopped = json.loads(state.read_text())
+    assert stopped["epoch"] < 2, "the run finished before the signal"
+
+    proc = run_app(*args, data_dir=tfds_data_dir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    where = (f"at epoch {stopped['epoch'] + 2} after its batch {stopped['step']} of 3" if stopped["step"]
+             else f"at epoch {stopped['epoch'] + 2} of 3")
+    assert f"Resuming {state.parent.parent} {where}." in proc.stdout
+    assert json.loads((state.parent.parent / "results.json").read_text())["epochs"] == 3
+    assert sorted(p.name for p in state.parent.iterdir()) == ["epoch-1.weights.h5", "epoch-2.weights.h5", "state.json"]
+
+
+def _mount_tmpfs(folder, size):
+    folder.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("a real full disk needs a small tmpfs, which only root can mount")
+    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True)
+    if mount.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({mount.stderr.decode().strip()})")
+
+
+@pytest.mark.parametrize("size, writer", [("1000k", "checkpoints/epoch-0.weights.h5"), ("4000k", "export/student_")])
+def test_a_really_full_disk_ends_with_exit_2_and_every_file_intact(teacher, tfds_data_dir, tmp_path, size, writer):
+    import hashlib
+
+    _, path, _ = teacher
+    disk = tmp_path / "disk"
+    _mount_tmpfs(disk, size)
+    try:
+        proc = run_app("distill.py", f"--teacher_path={path}", "--teacher=resnet8", "--student=resnet8", "--epochs=2",
+                       f"--output_dir={disk}", "--run_name=full", "--export_tflite=none,int8", *TINY,
+                       data_dir=tfds_data_dir)
+        assert proc.returncode == 2, proc.stderr[-3000:]
+        assert "No space left on device" in proc.stderr and writer in proc.stderr, proc.stderr[-3000:]
+        assert "Traceback" not in proc.stderr and "Segmentation" not in proc.stderr
+        run = disk / "cifar10" / "full"
+        assert not list(run.glob("**/*.tmp-*"))
+        state = json.loads((run / "checkpoints" / "state.json").read_text()) if writer.startswith("export") else None
+        if state:  # training finished before the disk filled up: its checkpoint is complete and verified
+            named = run / "checkpoints" / state["file"]
+            assert hashlib.sha256(named.read_bytes()).hexdigest() == state["sha256"][state["file"]]
+            assert not (run / "export" / "student_none.tflite").exists() or \
+                (run / "export.json").exists()  # no partial .tflite under its final name
+    finally:
+        subprocess.run(["umount", str(disk)], capture_output=True)

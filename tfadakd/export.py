@@ -33,12 +33,15 @@ from __future__ import annotations
 import collections
 import dataclasses
 import os
+import shutil
 import tempfile
 import time
 import warnings
 from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
 import numpy as np
+
+from tfadakd import files
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -140,7 +143,9 @@ def to_tflite(
         ValueError: if `quantization` is unknown, if `"int8"` is asked without
             `representative_data` or with empty or mis-shaped data, if the model does not have
             exactly one input with fixed non-batch dimensions, or if the converted file contains a
-            non-builtin operator.
+            non-builtin operator (then no file is written).
+        OSError: if the file cannot be written (e.g. disk full), naming it; `path` keeps its
+            previous content and no partial file is left.
     """
     quantization = _check_quantization(quantization)
     if quantization == "int8" and representative_data is None:
@@ -182,9 +187,15 @@ def to_tflite(
     path = os.fspath(path)
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
-    with open(path, "wb") as f:
-        f.write(flatbuffer)
-    check_builtin_only(path)
+
+    def write_checked(tmp):  # under a temporary name: a full disk or a flex op never leaves a partial .tflite
+        with open(tmp, "wb") as f:
+            f.write(flatbuffer)
+            f.flush()
+            os.fsync(f.fileno())
+        check_builtin_only(tmp)
+
+    files.atomic_save(write_checked, path)
     return TFLiteExport(
         path=path,
         quantization=quantization,
@@ -220,12 +231,25 @@ def to_saved_model(model, path: PathLike, *, batch_size: Optional[int] = None) -
 
     Raises:
         ValueError: if the model does not have exactly one input with fixed non-batch dimensions.
+        OSError: if the SavedModel cannot be written (e.g. disk full); a previous one at `path` is kept.
     """
     if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
         raise ValueError(f"batch_size must be None (dynamic) or a positive int, got {batch_size!r}.")
     path = os.fspath(path)
     spec = _input_spec(model, batch_size)
-    float32_model(model).export(path, format="tf_saved_model", input_signature=[spec], verbose=False)
+    # Written beside its final place, then swapped in: a failed export leaves the previous SavedModel.
+    tmp, old = f"{path}.tmp-{os.getpid()}", f"{path}.old-{os.getpid()}"
+    try:
+        float32_model(model).export(tmp, format="tf_saved_model", input_signature=[spec], verbose=False)
+        if os.path.exists(path):
+            os.replace(path, old)
+        os.replace(tmp, path)
+    except OSError as error:
+        raise OSError(error.errno, f"Could not write the SavedModel {path} ({error.strerror or error}); its "
+                                   "previous version, if any, is unchanged.") from error
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
     return path
 
 
