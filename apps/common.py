@@ -4,6 +4,7 @@ calls (`tfadakd.data.load_cifar`, `tfadakd.models.build`, `tfadakd.runs.fit_run`
 flag groups are in app_flags.py."""
 
 import json
+import math
 import os
 import sys
 
@@ -71,8 +72,9 @@ def check_model_name(flag, name):
         fail(f"Unknown --{flag} {name!r}. Valid names: {', '.join(tfadakd.models.names())}.")
 
 
-def milestones(config, name="lr_milestones"):
-    """The milestones flag `name` as integers; exits with a message if they are not positive and increasing."""
+def milestones(config, name="lr_milestones", epochs=None):
+    """The milestones flag `name` as integers; exits with a message if they are not positive and increasing,
+    or if one lies beyond `epochs` (default `config.epochs`), where it would never lower the learning rate."""
     raw = getattr(config, name)
     try:
         values = [int(v) for v in raw]
@@ -80,6 +82,12 @@ def milestones(config, name="lr_milestones"):
         fail(f"--{name} must be integers, got {','.join(raw)!r}.")
     if any(b <= a for a, b in zip(values, values[1:])) or any(v <= 0 for v in values):
         fail(f"--{name} must be positive and increasing, got {values!r}.")
+    epochs = config.epochs if epochs is None else epochs
+    if any(v > epochs for v in values):
+        scaled = ",".join(str(max(1, round(v * epochs / max(values[-1] * 8 / 7, epochs)))) for v in values)
+        fail(f"--{name}={','.join(map(str, values))} lies beyond the {epochs} epochs of the run: the learning rate "
+             f"would never drop there. Scale the milestones to the epochs (e.g. --{name}={scaled}), or pass "
+             f"--{name}= for a constant learning rate.")
     return values
 
 
@@ -344,14 +352,28 @@ def run_dir(config, default_name):
 
 def parse_flags(argv):
     """absl's flag parsing for `app.run(main, flags_parser=parse_flags)`: on a bad flag, exits with a
-    message that names the flag file(s) the flags came from."""
+    message that names the flag file(s) the flags came from. NaN and infinite float flags are refused
+    (absl's bounds let NaN through)."""
     try:
-        return flags.FLAGS(argv)
+        parsed = flags.FLAGS(argv)
     except flags.Error as error:
         files = [arg.split("=", 1)[1] for arg in argv[1:] if arg.lstrip("-").startswith("flagfile=")]
         where = f" (flags read from the command line and {', '.join(files)})" if files else ""
         message = str(error).replace("ERROR:: ", "")
         fail(f"Flags parsing error: {message}{where}. Pass --helpshort or --helpfull to see the flags.")
+    for name, value in flags.FLAGS.flag_values_dict().items():
+        if isinstance(value, float) and not math.isfinite(value):
+            fail(f"--{name}={value}: must be a finite number.")
+    return parsed
+
+
+def load_error(path, error):
+    """What went wrong loading the `.keras` file `path`, in words (Keras says "File not found" for any file
+    that is not a readable zip archive, truncated ones included)."""
+    if os.path.exists(path) and str(error).startswith("File not found"):
+        return (f"the file exists ({os.path.getsize(path)} bytes) but is not a readable .keras archive: it is "
+                "truncated or damaged")
+    return f"{type(error).__name__}: {error}"
 
 
 def fail(message):

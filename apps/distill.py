@@ -141,7 +141,7 @@ def load_teacher(path, unsafe=False):
         return keras.models.load_model(path, safe_mode=not unsafe)
     except Exception as error:  # noqa: BLE001 - any failure to read the file is reported the same way
         common.fail(
-            f"Cannot load the teacher from {path}: {type(error).__name__}: {error}\nThe file may be truncated, "
+            f"Cannot load the teacher from {path}: {common.load_error(path, error)}\nThe file may be truncated, "
             "not a .keras model, or (with a Lambda layer) refused by Keras' safe mode; retrain it with "
             "apps/train_teacher.py, delete it to have it retrained here, or pass --unsafe_teacher for a file you trust."
         )
@@ -196,8 +196,9 @@ def check(config):
     unknown = sorted(set(config.export_tflite) - set(tfadakd.export.QUANTIZATION_MODES))
     if unknown:
         common.fail(f"Unknown --export_tflite mode(s) {unknown}. Valid: {', '.join(tfadakd.export.QUANTIZATION_MODES)}.")
+    teacher_epochs = config.teacher_epochs or config.epochs
     if config.teacher_lr_milestones:
-        common.milestones(config, "teacher_lr_milestones")
+        common.milestones(config, "teacher_lr_milestones", teacher_epochs)
     if config.export_tflite and (tfadakd.data.kind_of(config.dataset) != "cifar" or config.preprocessing == "imagenet"):
         common.fail(  # apps/exporting.py reads the test and calibration images with load_cifar (issue 17)
             f"--export_tflite exports runs on CIFAR with CIFAR preprocessing only for now; --dataset={config.dataset} "
@@ -224,7 +225,7 @@ def teacher_file(config, strategy, data, callbacks=()):
     epochs = config.teacher_epochs or config.epochs
     print(f"Teacher {teacher_path} not found: training {config.teacher} for {epochs} epochs first.")
     learning_rate = config.teacher_learning_rate or config.learning_rate
-    milestones = common.milestones(config, "teacher_lr_milestones") if config.teacher_lr_milestones else None
+    milestones = common.milestones(config, "teacher_lr_milestones", epochs) if config.teacher_lr_milestones else None
     common.train_model(
         config, strategy, data, config.teacher, os.path.dirname(teacher_path), epochs, learning_rate,
         common.training_config(config, config.teacher, epochs=epochs, learning_rate=learning_rate,
@@ -432,10 +433,11 @@ def main(argv):
         exporting.print_report(exporting.export_run(
             run_dir, config.export_tflite, config.dataset, test_examples=config.test_examples or None,
             data_dir=config.data_dir, manual_dir=config.manual_dir))
+    epoch = f"epoch {results.get('best_epoch', -1) + 1} of {results.get('epochs')}"  # best_epoch counts from 0
     if "test_top1_selected" in results:
-        chosen = f"test top-1 {results['test_top1_selected']:.2f}% at epoch {results.get('best_epoch')} (chosen on validation)"
+        chosen = f"test top-1 {results['test_top1_selected']:.2f}% at {epoch} (chosen on validation)"
     else:
-        chosen = f"best test top-1 {results.get('best_top1', float('nan')):.2f}% at epoch {results.get('best_epoch')} (chosen on test)"
+        chosen = f"best test top-1 {results.get('best_top1', float('nan')):.2f}% at {epoch} (chosen on test)"
     print(f"\ndistilled student: {chosen}; results: {os.path.join(run_dir, 'results.json')}")
 
 

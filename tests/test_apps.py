@@ -126,6 +126,12 @@ def test_killed_run_resumes_from_the_last_completed_epoch(teacher, tfds_data_dir
         (["--plugins=no_such_plugin_module"], "--plugins: cannot import 'no_such_plugin_module'"),
         (["--validation_examples=50000"], "--validation_examples=50000 leaves no training image"),
         (["--static_temperature=-1", "--temperature=static"], "Static `temperature` must be a finite number > 0, got -1.0"),
+        (["--learning_rate=nan"], "--learning_rate=nan: must be a finite number"),
+        (["--distillation_loss_weight=inf"], "--distillation_loss_weight=inf: must be a finite number"),
+        (["--epochs=30"], "--lr_milestones=150,180,210 lies beyond the 30 epochs of the run: the learning rate would "
+                          "never drop there. Scale the milestones to the epochs (e.g. --lr_milestones=19,22,26)"),
+        (["--epochs=3", "--teacher_epochs=2", "--lr_milestones=2", "--teacher_lr_milestones=3"],
+         "--teacher_lr_milestones=3 lies beyond the 2 epochs"),
     ],
 )
 def test_bad_flags_fail_with_a_clear_message(args, message):

@@ -244,6 +244,15 @@ def test_different_output_shapes_are_refused():
         tfadakd.Distiller(cnn(1), wide)
 
 
+def test_a_model_with_two_outputs_is_refused_naming_the_count():
+    inputs = keras.Input((8, 8, 3))
+    features = keras.layers.Flatten()(inputs)
+    two = keras.Model(inputs, [keras.layers.Dense(NUM_CLASSES)(features), keras.layers.Dense(NUM_CLASSES)(features)])
+    for student, teacher, role in ((cnn(1), two, "teacher"), (two, cnn(0), "student")):
+        with pytest.raises(ValueError, match=rf"The {role} has 2 outputs, but distillation needs one: the logits"):
+            tfadakd.Distiller(student, teacher)
+
+
 def test_different_input_shapes_are_refused():
     inputs = keras.Input((16, 16, 3))
     other = keras.Model(inputs, keras.layers.Dense(NUM_CLASSES)(keras.layers.Flatten()(inputs)))

@@ -552,7 +552,9 @@ def assert_clean_exit(result, *needles):
 
 def test_app_truncated_teacher_file_exits_2(apps):
     results, root = apps
-    assert_clean_exit(results["truncated_teacher"], "ERROR: Cannot load the teacher", str(root / "truncated.keras"))
+    assert_clean_exit(results["truncated_teacher"], "ERROR: Cannot load the teacher", str(root / "truncated.keras"),
+                      "not a readable .keras archive: it is truncated or damaged")
+    assert "File not found" not in results["truncated_teacher"]["stderr"]
 
 
 def test_app_refuses_a_lambda_teacher_unless_unsafe_teacher(apps):

@@ -64,7 +64,8 @@ class SaveModel(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         model = self.model_to_save or self.model
         paths = " and ".join(p for p in (self.last_path, self.best_path) if p)
-        refuse_non_finite(model, paths or "the model", epoch, "the previous versions are kept.")
+        refuse_non_finite(model, paths or "the model", epoch, "the previous versions are kept.",
+                          nan_policy=getattr(self.model, "nan_policy", None))
         if self.last_path:
             atomic_save(model.save, self.last_path)
         value = (logs or {}).get(self.monitor)

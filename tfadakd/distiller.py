@@ -40,8 +40,19 @@ def _reducible(logs):
     return {k: tf.reshape(v, [1]) for k, v in logs.items()} if _compat.in_multi_worker_mode() else logs
 
 
+def _check_single_output(role, model, outputs):
+    """Refuses a model with several outputs (a list, tuple or dict): distillation needs one logits tensor."""
+    if isinstance(outputs, (list, tuple, dict)) and len(outputs) != 1:
+        raise ValueError(
+            f"The {role} has {len(outputs)} outputs, but distillation needs one: the logits, shape (batch, "
+            f"classes). Keep only the logits, e.g. keras.Model({role}.inputs, {role}.outputs[0])."
+        )
+
+
 def _check_models(teacher, student, distillation_loss):
     """Fails early, with the values, on incompatible models or a teacher that outputs probabilities."""
+    for role, model in (("teacher", teacher), ("student", student)):
+        _check_single_output(role, model, getattr(model, "outputs", None))
     shape = input_checks.shape_or_none
     t_in, s_in = shape(teacher, "input_shape"), shape(student, "input_shape")
     if t_in and s_in and t_in[1:] != s_in[1:]:
@@ -57,7 +68,9 @@ def _check_models(teacher, student, distillation_loss):
         )
     if t_in and all(d is not None for d in t_in[1:]):
         probe = np.random.default_rng(0).normal(size=(2,) + tuple(t_in[1:])).astype("float32")
-        outputs = keras.ops.convert_to_numpy(teacher(probe, training=False)).astype("float64")
+        outputs = teacher(probe, training=False)
+        _check_single_output("teacher", teacher, outputs)
+        outputs = keras.ops.convert_to_numpy(outputs).astype("float64")
         # Build the loss (and any weights of its temperature scheme) before training starts.
         distillation_loss(outputs, outputs, labels=np.zeros(2, "int32"))
         if outputs.ndim == 2 and outputs.shape[-1] > 1 and np.all(outputs >= 0) and np.allclose(

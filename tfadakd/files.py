@@ -149,7 +149,12 @@ def non_finite_variables(variables):
     return names
 
 
-def refuse_non_finite(model, what, epoch, kept):
+def refuse_non_finite(model, what, epoch, kept, nan_policy=None):
+    """Raises `NonFiniteError` if `model` (or its optimizer) holds NaN or Inf, saying `what` was not written.
+
+    `nan_policy`: the training `Distiller`'s (default: `model`'s own, if any), to tailor the advice.
+    """
+    nan_policy = nan_policy or getattr(model, "nan_policy", None)
     variables = list(model.weights)
     optimizer = getattr(model, "optimizer", None)
     if optimizer is not None and getattr(optimizer, "built", False):
@@ -159,10 +164,16 @@ def refuse_non_finite(model, what, epoch, kept):
         shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
         from tfadakd.distiller import NonFiniteError
 
+        if nan_policy == "skip_batch":  # the non-finite batches were skipped already: advise the rest
+            advice = ("Batches with NaN/Inf were already skipped (nan_policy='skip_batch'), so the finite ones "
+                      "diverged, or NaN inputs reached the batch-norm statistics: lower the learning rate and "
+                      "check the data")
+        else:
+            advice = ("Training diverged: lower the learning rate (or, for a Distiller, check the teacher and "
+                      "consider nan_policy='skip_batch')")
         raise NonFiniteError(
             f"After epoch {epoch + 1} the model holds NaN or Inf ({shown}): {what} was not written, "
-            f"{kept} Training diverged: lower the learning rate (or, for a Distiller, check the teacher "
-            "and consider nan_policy='skip_batch'), then rerun to resume from the last good checkpoint."
+            f"{kept} {advice}, then rerun to resume from the last good checkpoint."
         )
 
 

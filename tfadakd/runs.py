@@ -128,7 +128,8 @@ def read_metrics(run_dir):
 def summarize(run_dir, top1="val_accuracy", top5="val_top5"):
     """Best and last top-1 / top-5 (in %), epochs and wall time from a run's `metrics.csv`.
 
-    `best_*` / `last_*` are of the validation data (`top1` / `top5` columns) and `best_epoch` is the
+    `best_*` / `last_*` are of the validation data (`top1` / `top5` columns) and `best_epoch` (0-based, like
+    metrics.csv's `epoch` column) is the
     epoch chosen on it. When the run also logged the test set (`test_accuracy`, see `fit_run`'s
     `test_data`), `test_top1_selected` / `test_top5_selected` are the test accuracies at `best_epoch`
     and `test_top1_last` / `test_top5_last` at the last epoch: the numbers to report.

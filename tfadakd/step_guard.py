@@ -145,7 +145,9 @@ FAILURES = (
     Failure(
         2, "loss_non_finite", _loss_non_finite, NonFiniteError,
         message="Non-finite training loss or gradients (NaN or Inf) with finite teacher logits " + _NOT_APPLIED,
-        advice="The student diverged (learning rate too high?) or a loss term overflowed: lower the learning rate.",
+        advice="The student diverged, a loss term overflowed, or the inputs hold NaN/Inf that the teacher's "
+               "kernels hid (some fused CPU kernels turn NaN into 0): check a batch of the data with np.isfinite "
+               "first, then lower the learning rate.",
         note=_SKIP_HINT,
         raised_under=("raise",),
     ),
