@@ -4,12 +4,13 @@
 
 Writes `<run_dir>/export/student_<mode>.tflite` for each mode (and a SavedModel with --saved_model),
 and `<run_dir>/export.json`: per mode the file size, the Keras and the TFLite top-1 on the test set,
-the argmax agreement, the mean latency per image and the operator list. Int8 calibration uses
---calibration_examples real training images through the training preprocessing (no augmentation).
-The data set is read from the run's config.json (else --dataset).
+the argmax agreement, the mean latency per image and the operator list. The images come from the data
+the run trained on, as its config.json records it (data set, preprocessing, image size; --dataset only
+for a run without one): CIFAR, any tfds image-classification set, or folder:PATH. The test images are its
+evaluation split (test; validation for ImageNet and folders); int8 calibration uses --calibration_examples
+training images in the evaluation view (no augmentation).
 """
 
-import json
 import os
 
 from absl import app, flags
@@ -32,21 +33,12 @@ def main(argv):
         common.fail(f"Unexpected arguments {argv[1:]}; flags look like --name=value.")
     if not FLAGS.run_dir:
         common.fail("--run_dir is required: the directory of a run written by apps/distill.py.")
-    config_path = os.path.join(FLAGS.run_dir, "config.json")
-    dataset = FLAGS.dataset
-    if os.path.exists(config_path):
-        try:
-            with open(config_path) as f:
-                dataset = json.load(f).get("dataset", dataset)
-        except (ValueError, AttributeError) as error:
-            common.fail(f"{config_path} is damaged ({error}): it should be the JSON object the run wrote. Pass "
-                        "the data set yourself (--dataset=...) after moving the file away, or restore it.")
     from absl import logging
 
     logging.set_verbosity(logging.WARNING)  # tfds reports every dataset it opens at INFO
     if not FLAGS.quantization:
         common.fail("--quantization is empty: name at least one mode (none, float16, dynamic, int8).")
-    report = exporting.export_run(FLAGS.run_dir, FLAGS.quantization, dataset, FLAGS.student_file,
+    report = exporting.export_run(FLAGS.run_dir, FLAGS.quantization, FLAGS.dataset, FLAGS.student_file,
                                   FLAGS.calibration_examples, FLAGS.saved_model, FLAGS.test_examples or None,
                                   FLAGS.data_dir, FLAGS.manual_dir)
     exporting.print_report(report)

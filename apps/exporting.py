@@ -1,6 +1,19 @@
 """Export of a run's student to TFLite with its parity report (export.json): the flag-free part of
-apps/export.py, also used by apps/distill.py --export_tflite."""
+apps/export.py, also used by apps/distill.py --export_tflite.
 
+The test and calibration images come from the data the run trained on, as its config.json records it
+(`"data"`: data set, preprocessing family, image size, normalization), opened with
+`tfadakd.data.open_dataset`: CIFAR, any tfds image-classification set, or an image folder.
+
+Example:
+
+```python
+record = run_data("saved_models/folder_pets/resnet8_from_resnet8_kd_adaptive_std_s0")
+report = export_run(run_dir, ["none", "int8"], record["dataset"])   # writes <run_dir>/export.json
+```
+"""
+
+import json
 import os
 import time
 
@@ -9,11 +22,78 @@ import numpy as np
 import common
 
 
-def export_run(run_dir, modes, dataset, model_name="best", calibration_examples=300, saved_model=False,
+def run_data(run_dir, dataset=None):
+    """The data record of the run in `run_dir`: its config.json's `"data"` (what `ImageDataset.describe()`
+    wrote), or `{"dataset": <its "dataset">}` for a run from before that record, or `{"dataset": dataset}`
+    when the folder has no config.json. Exits with a message when config.json is damaged or names no data.
+
+    Example:
+
+    >>> run_data("saved_models/cifar100/resnet8x4_from_resnet32x4_kd_adaptive_std_s0")["preprocessing"]
+    'cifar'
+    """
+    path = os.path.join(run_dir, "config.json")
+    config = {}
+    if os.path.exists(path):
+        try:
+            with open(path) as f:
+                config = json.load(f)
+            if not isinstance(config, dict):
+                raise ValueError(f"a JSON {type(config).__name__}, not an object")
+        except ValueError as error:
+            common.fail(f"{path} is damaged ({error}): it should be the JSON object the run wrote. Pass "
+                        "the data set yourself (--dataset=...) after moving the file away, or restore it.")
+    record = config.get("data")
+    if not isinstance(record, dict):
+        record = {"dataset": config.get("dataset", dataset)}
+    if not isinstance(record.get("dataset"), str) or not record["dataset"]:
+        common.fail(f"The data of {run_dir} is unknown: {path} names no data set ({record.get('dataset')!r}). "
+                    "Pass it with --dataset=... (e.g. --dataset=cifar100 or --dataset=folder:/data/pets).")
+    return record
+
+
+def open_run_data(record, data_dir=None, manual_dir=None):
+    """The run's `tfadakd.data.ImageDataset`: `record`'s data set (a folder by its recorded absolute path)
+    with its preprocessing family and image size. Exits with the library's message, naming the run's
+    data, when it cannot be opened or its normalization differs from the recorded one.
+
+    Example:
+
+    >>> source = open_run_data({"dataset": "folder:pets", "path": "/data/pets", "preprocessing": "imagenet",
+    ...                         "image_size": 64})
+    >>> source.image_shape
+    (64, 64, 3)
+    """
+    import tfadakd
+
+    name = record["dataset"]
+    if record.get("kind") == "folder" and record.get("path"):
+        name = f"{tfadakd.data.sources.FOLDER_PREFIX}{record['path']}"  # the run may have named it relative to its cwd
+    what = (f"--dataset={name}, preprocessing {record.get('preprocessing') or 'default'}, image size "
+            f"{record.get('image_size') or 'default'}")
+    try:
+        source = tfadakd.data.open_dataset(name, data_dir=data_dir, manual_dir=manual_dir,
+                                           preprocessing=record.get("preprocessing"),
+                                           image_size=record.get("image_size"))
+    except (tfadakd.data.DataNotFoundError, ValueError) as error:
+        common.fail(f"{error}\n(The run's data, from its config.json: {what}. Pass --data_dir / --manual_dir if "
+                    "the data moved.)")
+    recorded = record.get("normalization")
+    if recorded is not None and recorded != source.describe()["normalization"]:
+        common.fail(f"The run was trained with the normalization {recorded}, but {what} now gives "
+                    f"{source.describe()['normalization']}: the exported model would see other inputs. Export "
+                    "with the tfadakd version that trained the run.")
+    return source
+
+
+def export_run(run_dir, modes, dataset=None, model_name="best", calibration_examples=300, saved_model=False,
                test_examples=None, data_dir=None, manual_dir=None):
     """Exports `run_dir`'s student in each mode and writes export.json; returns its content.
 
-    `data_dir` / `manual_dir` locate the data set as in `tfadakd.data.load_cifar`."""
+    The test images (the data's evaluation split: test, or validation for ImageNet and folders) and the
+    int8 calibration images (the first `calibration_examples` training images, evaluation view) come
+    from the run's data (`run_data`; `dataset` only when the run records none). `data_dir` /
+    `manual_dir` locate it as in `tfadakd.data.open_dataset`."""
     import keras
 
     import tfadakd
@@ -24,6 +104,7 @@ def export_run(run_dir, modes, dataset, model_name="best", calibration_examples=
     path = os.path.join(run_dir, f"student_{model_name}.keras")
     if not os.path.exists(path):
         common.fail(f"{path} does not exist: pass the directory of a finished run (--run_dir).")
+    record = run_data(run_dir, dataset)
     try:
         trained = keras.models.load_model(path)
     except Exception as error:  # noqa: BLE001 - zipfile, h5py and Keras each raise their own type
@@ -34,13 +115,13 @@ def export_run(run_dir, modes, dataset, model_name="best", calibration_examples=
                     "again.")
     # A student trained under a mixed precision policy is exported (and compared) as its float32 copy.
     model = tfadakd.export.float32_model(trained)
-    common_data = dict(data_dir=data_dir, manual_dir=manual_dir)
+    source = open_run_data(record, data_dir, manual_dir)
     try:
-        test = tfadakd.data.load_cifar(dataset, "test", batch_size=100, num_examples=test_examples, **common_data)
-        calibration = (tfadakd.data.calibration_images(dataset, n=calibration_examples, **common_data)
-                       if "int8" in modes else None)
-    except tfadakd.data.DataNotFoundError as error:
-        common.fail(str(error))
+        test = source.evaluation(batch_size=100, num_examples=test_examples)
+        calibration = source.calibration_images(calibration_examples) if "int8" in modes else None
+    except (tfadakd.data.DataNotFoundError, ValueError) as error:
+        common.fail(f"{error}\n(The run's data: --dataset={source.name}, {source.evaluation_split} split for the "
+                    f"test, {calibration_examples} training images for int8 calibration.)")
 
     keras_logits, labels = [], []
     for x, y in test:
@@ -50,8 +131,11 @@ def export_run(run_dir, modes, dataset, model_name="best", calibration_examples=
     keras_top1 = float(np.mean(keras_logits.argmax(-1) == labels))
 
     out_dir = os.path.join(run_dir, "export")
-    report = {"source": path, "trained_compute_dtype": str(trained.compute_dtype), "dataset": dataset,
-              "test_examples": int(len(labels)), "keras_top1": keras_top1,
+    report = {"source": path, "trained_compute_dtype": str(trained.compute_dtype), "dataset": source.name,
+              "preprocessing": source.family, "image_size": source.image_size,
+              "test_split": source.evaluation_split, "test_examples": int(len(labels)),
+              "calibration_examples": None if calibration is None else int(len(calibration)),
+              "keras_top1": keras_top1, "keras_logit_range": float(np.ptp(keras_logits)),
               "interpreter": tfadakd.export.interpreter_backend(), "modes": {}}
     try:
         os.makedirs(out_dir, exist_ok=True)
