@@ -199,11 +199,6 @@ def check(config):
     teacher_epochs = config.teacher_epochs or config.epochs
     if config.teacher_lr_milestones:
         common.milestones(config, "teacher_lr_milestones", teacher_epochs)
-    if config.export_tflite and (tfadakd.data.kind_of(config.dataset) != "cifar" or config.preprocessing == "imagenet"):
-        common.fail(  # apps/exporting.py reads the test and calibration images with load_cifar (issue 17)
-            f"--export_tflite exports runs on CIFAR with CIFAR preprocessing only for now; --dataset={config.dataset} "
-            "needs the export through the library: tfadakd.export.to_tflite(student, path, 'int8', "
-            "representative_data=tfadakd.data.open_dataset(...).calibration_images(300)). Leave --export_tflite out.")
 
 
 def teacher_path_of(config):
@@ -430,7 +425,7 @@ def main(argv):
     if config.export_tflite:
         import exporting
 
-        exporting.print_report(exporting.export_run(
+        exporting.print_report(exporting.export_run(  # on the data config.json records (any data set)
             run_dir, config.export_tflite, config.dataset, test_examples=config.test_examples or None,
             data_dir=config.data_dir, manual_dir=config.manual_dir))
     epoch = f"epoch {results.get('best_epoch', -1) + 1} of {results.get('epochs')}"  # best_epoch counts from 0
