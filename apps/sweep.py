@@ -22,6 +22,7 @@ per epoch for the whole sweep; `--nosweep_teacher_cache` computes it in every ru
 """
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -117,6 +118,31 @@ def passthrough_args(argv):
     return keep
 
 
+#: A run's exit status after a graceful stop on SIGTERM / SIGINT (128 + the signal, apps/common.fit_run).
+STOPPED = (128 + signal.SIGTERM, 128 + signal.SIGINT)
+
+
+def run_forwarding_signals(command):
+    """Runs `command` in its own process group, passing it this process's SIGTERM / SIGINT exactly once.
+
+    A terminal's Ctrl-C reaches the sweep only, and a scheduler's SIGTERM to the sweep reaches the run,
+    which stops at a batch boundary with a checkpoint (a second signal would stop it at once).
+    """
+    child = subprocess.Popen(command, start_new_session=True)
+
+    def forward(signum, frame):
+        if child.poll() is None:
+            child.send_signal(signum)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        child.wait()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return child
+
+
 def main(argv):
     if len(argv) > 1:
         common.fail(f"Unexpected arguments {argv[1:]}; flags look like --name=value.")
@@ -153,7 +179,11 @@ def main(argv):
                 continue
             print(f"[sweep] {run_name}: running ({time.time() - started:.0f} s into the sweep); "
                   f"{progress(sweep_dir, [f'{v}_s{s}' for s in seeds for v, _ in plan])}", flush=True)
-            proc = subprocess.run(command)
+            proc = run_forwarding_signals(command)
+            if proc.returncode in STOPPED:
+                print(f"\n[sweep] {run_name} stopped on {signal.Signals(proc.returncode - 128).name} with a "
+                      "checkpoint; rerun the sweep to resume it there.", file=sys.stderr)
+                sys.exit(proc.returncode)
             if proc.returncode != 0:
                 common.fail(f"{run_name} failed (exit {proc.returncode}); rerun the sweep to resume it. Command: {' '.join(command)}")
             report.write_report(report.find_runs(sweep_dir), sweep_dir, title=name)

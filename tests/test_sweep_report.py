@@ -128,3 +128,35 @@ def test_sweep_progress_counts_runs_and_estimates_from_finished_ones(tmp_path):
     names = ["kd_T4_s0", "kd_T4_s1", "adaptive_both_s0", "adaptive_both_s1"]
     assert sweep.progress(tmp_path, names) == "2 of 4 runs done, 2 left, about 7 min left (mean of the finished runs)"
     assert sweep.progress(tmp_path, names[2:]).endswith("no finished run to estimate from yet")
+
+
+def test_sweep_passes_one_stop_signal_to_its_run_in_its_own_session():
+    import os
+    import signal
+    import threading
+
+    import sweep
+
+    child = ("import os, signal, sys, time\n"
+             "got = []\n"
+             "signal.signal(signal.SIGTERM, lambda s, f: got.append(s))\n"
+             "print(os.getsid(0), flush=True)\n"
+             "deadline = time.time() + 30\n"
+             "while not got and time.time() < deadline: time.sleep(0.01)\n"
+             "time.sleep(0.3)  # a second forwarded signal would arrive here\n"
+             "sys.exit(128 + len(got) * 15)\n")
+    out = Path(os.environ.get("TMPDIR", "/tmp")) / f"sweep-child-{os.getpid()}.txt"
+    threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGTERM)).start()  # what a scheduler sends the sweep
+    handler = signal.getsignal(signal.SIGTERM)
+    with open(out, "w") as f:
+        saved, sys.stdout = sys.stdout, f
+        try:
+            proc = sweep.run_forwarding_signals(
+                ["sh", "-c", f'exec {sys.executable} -c "$0" > {out}', child])
+        finally:
+            sys.stdout = saved
+    assert proc.returncode == 128 + signal.SIGTERM  # exactly one SIGTERM reached the run
+    assert proc.returncode in sweep.STOPPED
+    assert int(out.read_text().split()[0]) != os.getsid(0), "the run shares the sweep's session"
+    assert signal.getsignal(signal.SIGTERM) is handler
+    out.unlink()
