@@ -109,8 +109,8 @@ def export_run(run_dir, modes, dataset=None, model_name="best", calibration_exam
         trained = keras.models.load_model(path)
     except Exception as error:  # noqa: BLE001 - zipfile, h5py and Keras each raise their own type
         other = "final" if model_name == "best" else "best"
-        common.fail(f"Cannot load the student {path} ({type(error).__name__}: {error}): the file is damaged "
-                    "(truncated, or not a .keras model; the run writes it atomically, so it changed afterwards). "
+        common.fail(f"Cannot load the student {path} ({common.load_error(path, error)}). The run writes it "
+                    "atomically, so it was damaged afterwards. "
                     f"Export the other one (--student_file={other}), or delete the run directory and train it "
                     "again.")
     # A student trained under a mixed precision policy is exported (and compared) as its float32 copy.

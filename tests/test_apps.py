@@ -355,3 +355,24 @@ def test_a_really_full_disk_ends_with_exit_2_and_every_file_intact(teacher, tfds
                 (run / "export.json").exists()  # no partial .tflite under its final name
     finally:
         subprocess.run(["umount", str(disk)], capture_output=True)
+
+
+def test_export_of_a_damaged_run_directory_exits_2_naming_the_file(teacher, tmp_path):
+    import shutil
+
+    _, path, _ = teacher
+    run = tmp_path / "run"
+    shutil.copytree(path.parent, run, ignore=shutil.ignore_patterns("checkpoints", "tensorboard", ".lock"))
+    (run / "config.json").write_text('{"dataset": "cifar10", ')  # cut mid-write by something else
+    proc = run_app("export.py", f"--run_dir={run}", "--quantization=none")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"{run / 'config.json'} is damaged" in proc.stderr and "--dataset=" in proc.stderr
+
+    (run / "config.json").write_text('{"dataset": "cifar10"}')
+    data = (run / "student_best.keras").read_bytes()
+    (run / "student_best.keras").write_bytes(data[: len(data) // 2])
+    proc = run_app("export.py", f"--run_dir={run}", "--quantization=none")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert f"Cannot load the student {run / 'student_best.keras'}" in proc.stderr
+    assert "not a readable .keras archive: it is truncated or damaged" in proc.stderr
+    assert "--student_file=final" in proc.stderr and not (run / "export.json").exists()
