@@ -56,7 +56,8 @@ def _fmt(mean_std):
 
 def summarize_variants(groups):
     """Per variant: runs, epochs, test top-1 at the chosen and at the last epoch, best validation top-1
-    (mean, std and the per-run values), temperatures, correlation, wall time per run (s).
+    (mean, std and the per-run values), temperatures, correlation, training time per run (s: median epoch time x epochs,
+    so pauses of the machine are not counted).
 
     Runs that logged the test set beside a validation split (`test_accuracy`) report the test top-1 at
     the epoch chosen on validation; older runs, whose validation data was the test set, report their
@@ -82,10 +83,17 @@ def summarize_variants(groups):
             "correlation": _last_epoch_mean(metrics, ("logit_correlation",)),
             "temperature": _last_epoch_mean(metrics, ("temperature_p05", "temperature_p50", "temperature_p95")),
             "temperature_range": _range(metrics),
-            "wall_time": float(np.mean([s.get("wall_time_seconds", 0.0) for s in summaries])),
-            "wall_time_total": float(np.sum([s.get("wall_time_seconds", 0.0) for s in summaries])),
+            "wall_time": float(np.mean([_compute_seconds(m) for m in metrics])),
+            "wall_time_total": float(np.sum([_compute_seconds(m) for m in metrics])),
         })
     return rows
+
+
+def _compute_seconds(rows):
+    """A run's training time: its median epoch time x its epochs, so that epochs stretched by pauses of the
+    machine (a SIGSTOPped run, a resume's start-up) do not count."""
+    seconds = [r["epoch_seconds"] for r in rows if r.get("epoch_seconds") is not None]
+    return float(np.median(seconds) * len(rows)) if seconds else 0.0
 
 
 def welch(a, b):

@@ -160,3 +160,14 @@ def test_sweep_passes_one_stop_signal_to_its_run_in_its_own_session():
     assert int(out.read_text().split()[0]) != os.getsid(0), "the run shares the sweep's session"
     assert signal.getsignal(signal.SIGTERM) is handler
     out.unlink()
+
+
+def test_training_time_leaves_out_an_epoch_stretched_by_a_pause(tmp_path):
+    write_run(tmp_path, "kd_T4_s0", [0.2, 0.3, 0.4], seconds=10)
+    rows = (tmp_path / "kd_T4_s0" / "metrics.csv").read_text().splitlines()
+    fields = rows[2].split(",")
+    fields[2] = "1000.0"  # epoch 1 ran while the process was stopped for 990 s
+    rows[2] = ",".join(fields)
+    (tmp_path / "kd_T4_s0" / "metrics.csv").write_text("\n".join(rows) + "\n")
+    row, = report.summarize_variants(report.group(report.find_runs(tmp_path)))
+    assert row["wall_time"] == 30.0  # 3 epochs x the median 10 s, not 1020 s
