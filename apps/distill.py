@@ -160,12 +160,13 @@ def import_plugins(modules):
 
 
 def top1(model, dataset):
-    """Top-1 accuracy (%) of a logits model on a dataset, computed directly."""
+    """Top-1 accuracy (%) of a logits model on a dataset, computed directly (the model called on each batch:
+    under MultiWorkerMirroredStrategy, predict_on_batch would return every worker's rows)."""
     import numpy as np
 
     correct = total = 0
     for x, y in dataset:
-        predictions = np.argmax(model.predict_on_batch(x), axis=-1)
+        predictions = np.argmax(np.asarray(model(x, training=False)), axis=-1)
         correct += int(np.sum(predictions == np.asarray(y)))
         total += len(predictions)
     return 100.0 * correct / max(total, 1)
