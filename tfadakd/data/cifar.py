@@ -18,13 +18,14 @@ from __future__ import annotations
 import os
 import socket
 import threading
-import types
 import urllib.error
 import urllib.request
 from typing import Dict, Optional, Tuple, Union
 
 import numpy as np
 import tensorflow as tf
+
+from tfadakd.data import splits
 
 __all__ = [
     "DATASETS",
@@ -79,24 +80,7 @@ def _check_name(name) -> str:
 
 def _split_info(split) -> Tuple[str, int, int]:
     """Parses a tfds split string limited to one of train/test: returns (base split, start, stop)."""
-    if not isinstance(split, str):
-        raise ValueError(f"Invalid split {split!r}: expected 'train' or 'test', or a tfds slice such as 'train[:1000]'.")
-    import tensorflow_datasets as tfds
-
-    infos = {k: types.SimpleNamespace(num_examples=v) for k, v in _SPLIT_SIZES.items()}
-    try:
-        instructions = tfds.core.ReadInstruction.from_spec(split).to_absolute(infos)
-    except (ValueError, KeyError, AssertionError) as e:
-        raise ValueError(
-            f"Invalid split {split!r}: expected 'train' or 'test', or a tfds slice such as 'train[:1000]' ({e})."
-        ) from None
-    if len(instructions) != 1:
-        raise ValueError(f"Invalid split {split!r}: combining splits is not supported; use one of 'train', 'test'.")
-    ins = instructions[0]
-    size = _SPLIT_SIZES[ins.splitname]
-    start = 0 if ins.from_ is None else ins.from_
-    stop = size if ins.to is None else ins.to
-    return ins.splitname, start, max(start, stop)
+    return splits.resolve(split, _SPLIT_SIZES)
 
 
 def num_classes(name: str = "cifar100") -> int:
