@@ -78,20 +78,24 @@ def test_distill_end_to_end_with_baseline(teacher, tfds_data_dir):
     assert "CONV_2D" in exported["operators"] and not any("Flex" in op for op in exported["operators"])
 
 
+def start_until(args, path, tfds_data_dir, output):
+    """Starts the app `args` and returns its process once `path` exists (or it ended, or 300 s passed)."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TFDS_DATA_DIR=tfds_data_dir)
+    process = subprocess.Popen([sys.executable, str(REPO / "apps" / args[0]), *args[1:]], cwd=REPO, env=env,
+                               stdout=output, stderr=output, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None and not path.exists():
+        time.sleep(0.02)
+    return process
+
+
 def test_killed_run_resumes_from_the_last_completed_epoch(teacher, tfds_data_dir, tmp_path):
     _, path, _ = teacher
     args = ["distill.py", f"--teacher_path={path}", "--teacher=resnet8", "--student=resnet8", "--epochs=4",
             f"--output_dir={tmp_path}", "--run_name=killed", *TINY[:-2], "--train_examples=640", "--verbose=0",
             "--lr_milestones=3"]
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TFDS_DATA_DIR=tfds_data_dir)
     state = tmp_path / "cifar10" / "killed" / "checkpoints" / "state.json"
-    process = subprocess.Popen([sys.executable, str(REPO / "apps" / args[0]), *args[1:]], cwd=REPO, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while time.time() < deadline and process.poll() is None:
-        if state.exists():
-            break
-        time.sleep(0.05)
+    process = start_until(args, state, tfds_data_dir, output=subprocess.DEVNULL)
     process.send_signal(signal.SIGKILL)
     process.wait()
     killed_at = json.loads(state.read_text())["epoch"]
@@ -197,7 +201,7 @@ def test_validation_split_is_disjoint_deterministic_and_not_augmented(tfds_data_
     config = common.Config({"dataset": "cifar10", "data_dir": tfds_data_dir, "manual_dir": None, "batch_size": 50,
                             "train_examples": 0, "validation_examples": 100, "test_examples": 50, "seed": 3,
                             "data_seed": None})
-    assert common.train_split_name(config) == "train[:49900]"
+    assert common.train_split_name(config, common.open_data(config)) == "train[:49900]"
     data = common.datasets(config, tf.distribute.get_strategy())
     assert data.steps_per_epoch == 998 and data.reported_test is data.test  # ceil(49,900 / 50)
     raw = tfadakd.data.load_cifar("cifar10", "train[49900:]", batch_size=100, augment=False, shuffle=False,
@@ -206,7 +210,7 @@ def test_validation_split_is_disjoint_deterministic_and_not_augmented(tfds_data_
     np.testing.assert_array_equal(validation, next(iter(raw))[0].numpy())  # the last 100, as they are
     np.testing.assert_array_equal(validation, np.concatenate([x for x, _ in common.datasets(
         config.replace(seed=4), tf.distribute.get_strategy()).validation]))
-    assert tfadakd.data.num_examples("cifar10", common.train_split_name(config)) + 100 == 50000
+    assert tfadakd.data.num_examples("cifar10", common.train_split_name(config, common.open_data(config))) + 100 == 50000
     no_split = common.datasets(config.replace(validation_examples=0), tf.distribute.get_strategy())
     assert no_split.validation is no_split.test and no_split.reported_test is None
 
@@ -298,13 +302,8 @@ def test_sigterm_stops_the_app_at_a_batch_boundary_and_the_rerun_resumes_there(t
     args = ["distill.py", f"--teacher_path={path}", "--teacher=resnet8", "--student=resnet8", "--epochs=3",
             f"--output_dir={tmp_path}", "--run_name=stopped", *TINY[:-2], "--train_examples=1280", "--verbose=2",
             "--lr_milestones=2"]
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TFDS_DATA_DIR=tfds_data_dir)
     state = tmp_path / "cifar10" / "stopped" / "checkpoints" / "state.json"
-    process = subprocess.Popen([sys.executable, str(REPO / "apps" / args[0]), *args[1:]], cwd=REPO, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 300
-    while time.time() < deadline and process.poll() is None and not state.exists():
-        time.sleep(0.02)
+    process = start_until(args, state, tfds_data_dir, output=subprocess.PIPE)
     process.send_signal(signal.SIGTERM)  # during epoch 2 (20 batches), or at the latest during its end
     _, stderr = process.communicate(timeout=300)
     assert process.returncode == 128 + signal.SIGTERM, stderr[-3000:]
