@@ -87,7 +87,11 @@ def _clone_layer(compute_dtype, mixed):
     """
 
     def clone(layer):
+        if not isinstance(layer, keras.layers.Layer):  # a keras.ops operation (`x + y`): no state, no policy
+            return layer
         config = layer.get_config()
+        # The weights are overwritten with the model's: skip the random initialization of the new ones.
+        config.update({key: "zeros" for key in config if key.endswith("_initializer")})
         if not (mixed and layer.compute_dtype == "float32"):
             config["dtype"] = compute_dtype if isinstance(layer, KERNEL_LAYERS) else f"mixed_{compute_dtype}"
         return layer.__class__.from_config(config)
@@ -120,7 +124,7 @@ def inference_copy(model, compute_dtype="bfloat16"):
     precision layer by layer (a layer it runs in float32, like the zoo's logits Dense, stays float32),
     so the copy computes the same values as the model; a float32 model is run in `compute_dtype`, which
     changes its logits by bfloat16 (float16) rounding. The copy is not trainable (`trainable=False`),
-    has the original's layer names and shares no variable with it: the original is not changed, and
+    has the original's model and layer names and shares no variable with it: the original is not changed, and
     a later change of the original's weights does not reach the copy (take a new one).
 
     Arguments:
@@ -129,7 +133,7 @@ def inference_copy(model, compute_dtype="bfloat16"):
         compute_dtype: `"bfloat16"` (default) or `"float16"`.
 
     Returns:
-        A Functional `keras.Model` named `"<model name>_inference"`.
+        A Functional `keras.Model` with the model's name.
 
     Raises:
         ValueError: for a subclassed or unbuilt model, an unsupported `compute_dtype`, or a model
@@ -148,8 +152,10 @@ def inference_copy(model, compute_dtype="bfloat16"):
     mixed = _model_compute_dtype(model, compute_dtype) is not None
     clone = keras.models.clone_model(model, clone_function=_clone_layer(compute_dtype, mixed), recursive=True)
     _copy_weights(model, clone)
-    outputs = [keras.layers.Activation("linear", dtype="float32", name=f"{model.name}_float32_{i}")(output)
-               for i, output in enumerate(clone.outputs)]
-    lean = keras.Model(clone.inputs, outputs[0] if len(outputs) == 1 else outputs, name=f"{model.name}_inference")
+    lean = clone
+    if any(keras.backend.standardize_dtype(output.dtype) != "float32" for output in clone.outputs):
+        outputs = [keras.layers.Activation("linear", dtype="float32", name=f"{model.name}_float32_{i}")(output)
+                   for i, output in enumerate(clone.outputs)]
+        lean = keras.Model(clone.inputs, outputs[0] if len(outputs) == 1 else outputs, name=model.name)
     lean.trainable = False
     return lean
