@@ -16,6 +16,7 @@ Public API:
 - `tfadakd.optimizers`: `SGD` with PyTorch's coupled weight decay and momentum, `step_decay`.
 - `tfadakd.runs`: `fit_run`, training into a resumable run directory.
 - `tfadakd.teacher_cache`: `TeacherCache`, the teacher's logits computed once per epoch and reused.
+- `tfadakd.inference`: `inference_copy`, a frozen teacher with its weights in bfloat16 (opt-in).
 - `tfadakd.callbacks`: the callbacks `fit_run` uses (verified atomic checkpoints, graceful stop on SIGTERM /
   SIGINT, CSV log, temperature statistics).
 - `tfadakd.distribute`: `get_strategy` by name.
@@ -38,6 +39,7 @@ _TENSORFLOW_SUBMODULES = (
     "data",
     "distribute",
     "export",
+    "inference",
     "models",
     "optimizers",
     "precision",
@@ -49,7 +51,7 @@ if _keras.backend.backend() == "tensorflow":
     # As before: everything is imported with the package, so that every registered Keras class
     # (the Distiller, the models' layers, ...) is known to `keras.models.load_model` after `import tfadakd`.
     from tfadakd import (  # noqa: E402
-        callbacks, data, distribute, export, models, optimizers, precision, runs, teacher_cache)
+        callbacks, data, distribute, export, inference, models, optimizers, precision, runs, teacher_cache)
     from tfadakd.distiller import Distiller  # noqa: E402
 
 
@@ -71,6 +73,7 @@ __all__ = [
     "distribute",
     "export",
     "functional",
+    "inference",
     "keras_distillation",
     "losses",
     "models",
