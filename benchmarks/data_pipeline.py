@@ -32,7 +32,6 @@ Data (CIFAR): `--data_dir`, else $TFDS_DATA_DIR, else ~/.cache/tfadakd/tfds when
 import argparse
 import os
 import shlex
-import random
 import statistics
 import sys
 import tempfile
@@ -44,7 +43,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from _common import default_data_dir  # noqa: E402  (benchmarks/ is on sys.path as the script's folder)
+from _common import default_data_dir, interleaved_medians  # noqa: E402  (benchmarks/ is on sys.path as the script's folder)
 from tfadakd import data  # noqa: E402
 
 
@@ -172,16 +171,12 @@ def pipeline_epoch(pipeline, threads_limited):
 def interleaved_rates(variants, repetitions, seed=0):
     """`{name: median images/s}` over `repetitions` rounds; `variants` maps a name to a function that does
     some work and returns how many images it processed; each round runs them in a new random order."""
-    shuffle = random.Random(seed).shuffle
-    rates = {name: [] for name in variants}
-    for _ in range(repetitions):
-        order = list(variants)
-        shuffle(order)
-        for name in order:
-            start = time.perf_counter()
-            images = variants[name]()
-            rates[name].append(images / (time.perf_counter() - start))
-    return {name: statistics.median(values) for name, values in rates.items()}
+    def rate(fn):
+        start = time.perf_counter()
+        images = fn()
+        return images / (time.perf_counter() - start)
+
+    return interleaved_medians(variants, repetitions, rate, seed)
 
 
 def imagenet_main(args):

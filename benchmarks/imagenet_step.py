@@ -20,7 +20,6 @@ The input pipeline is not part of these times (benchmarks/data_pipeline.py --ima
 
 import argparse
 import os
-import random
 import shlex
 import statistics
 import sys
@@ -34,6 +33,7 @@ import tensorflow as tf  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import tfadakd  # noqa: E402
+from _common import interleaved_medians  # noqa: E402  (benchmarks/ is on sys.path as the script's folder)
 
 IMAGENET_TRAIN_IMAGES = 1_281_167
 
@@ -92,14 +92,7 @@ def time_call(fn, calls):
 def interleaved(variants, repetitions, calls, seed=0):
     """`{name: median seconds}` over `repetitions` rounds; each round runs every variant `calls` times, in a
     new random order."""
-    shuffle = random.Random(seed).shuffle
-    times = {name: [] for name in variants}
-    for _ in range(repetitions):
-        order = list(variants)
-        shuffle(order)
-        for name in order:
-            times[name].append(time_call(variants[name], calls))
-    return {name: statistics.median(values) for name, values in times.items()}
+    return interleaved_medians(variants, repetitions, lambda fn: time_call(fn, calls), seed)
 
 
 def hours_per_epoch(images_per_second, images=IMAGENET_TRAIN_IMAGES):
