@@ -3,7 +3,8 @@
     python apps/report.py --sweep_dir=saved_models/cifar100/sweeps/resnet20_resnet8
     python apps/report.py --run_dirs=saved_models/cifar100/runA,saved_models/cifar100/runB --out_dir=report/
 
-Runs are grouped into variants by their directory name without the `_s<seed>` suffix. Writes
+Runs are grouped into variants by their directory name without the `_s<seed>` suffix; runs still
+training, stopped or failed (config.json without results.json) are named and left out. Writes
 `report.md` (mean +- std over seeds of the test top-1 at the epoch chosen on validation and at the last
 epoch, the best fixed raw-logit and standardized temperatures chosen by validation, Welch's t of each
 adaptive variant against them, the grids' tuning cost in runs and CPU-hours) and PNGs: `accuracy.png`
@@ -34,6 +35,30 @@ def find_runs(root):
     return sorted(os.path.dirname(p) for p in glob.glob(os.path.join(root, "**", "metrics.csv"), recursive=True))
 
 
+def split_unfinished(run_dirs):
+    """(finished, unfinished) run directories. A run the apps started (it has config.json) but did not
+    complete (no results.json yet: still training, stopped, or failed) is unfinished; its partial numbers
+    are never reported with the finished runs'."""
+    from tfadakd.runs import CONFIG, RESULTS
+
+    def unfinished(run):
+        return os.path.exists(os.path.join(run, CONFIG)) and not os.path.exists(os.path.join(run, RESULTS))
+
+    return [r for r in run_dirs if not unfinished(r)], [r for r in run_dirs if unfinished(r)]
+
+
+def _progress(run):
+    """'<epochs logged> of <epochs configured> epochs' for an unfinished run."""
+    from tfadakd.files import read_json
+    from tfadakd.runs import CONFIG, read_metrics
+
+    try:
+        planned = read_json(os.path.join(run, CONFIG), {}).get("epochs", "?")
+    except (ValueError, AttributeError):  # a config.json cut short or not ours: the count is unknown
+        planned = "?"
+    return f"{os.path.basename(os.path.normpath(run))} ({len(read_metrics(run))} of {planned} epochs)"
+
+
 def group(run_dirs):
     """{variant: [run_dir, ...]}, variants named by the run directory without its `_s<seed>` suffix."""
     groups = {}
@@ -43,15 +68,19 @@ def group(run_dirs):
 
 
 def _mean_std(values):
+    """(mean, sample std) of the values that are not None; the std is None for a single value (no spread
+    can be measured from one seed)."""
     values = [v for v in values if v is not None]
     if not values:
         return None, None
-    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else None
 
 
 def _fmt(mean_std):
     mean, std = mean_std
-    return "n/a" if mean is None else f"{mean:.2f} +- {std:.2f}"
+    if mean is None:
+        return "n/a"
+    return f"{mean:.2f} (one run)" if std is None else f"{mean:.2f} +- {std:.2f}"
 
 
 def summarize_variants(groups):
@@ -134,8 +163,9 @@ def _best_of(rows, pattern):
     return max(members, key=lambda r: r["best_val_top1"][0]) if members else None, members
 
 
-def markdown(rows, title="Results"):
-    """The report's markdown: the table, the best fixed temperatures, Welch's t and the tuning cost."""
+def markdown(rows, title="Results", unfinished=()):
+    """The report's markdown: the table, the best fixed temperatures, Welch's t and the tuning cost;
+    `unfinished` (run directories) are named as left out."""
     lines = [f"# {title}", "", "| variant | runs | epochs | test top-1 at the chosen epoch (%) | test top-1, last epoch (%) "
              "| best validation top-1 (%) | logit correlation, last epoch | temperature p05 / p50 / p95, last epoch "
              "| temperature min - max, all epochs | wall time per run (s) |",
@@ -150,6 +180,8 @@ def markdown(rows, title="Results"):
                      f"{_fmt(r['best_val_top1'])} | {correlation} | {temperature} | {extremes} | {r['wall_time']:.0f} |")
     lines += ["", "The epoch of each run is chosen on its validation split; grid members are compared by mean "
               "validation top-1 (never by test top-1)."]
+    if unfinished:
+        lines += ["", "Left out, unfinished (no results.json yet): " + ", ".join(_progress(r) for r in unfinished) + "."]
     adaptive = [r for r in rows if r["variant"].startswith("adaptive") and r["test_top1"][0] is not None]
     for label, pattern in (("raw-logit KD temperature", STATIC), ("standardized KD temperature", STANDARDIZED)):
         best, members = _best_of(rows, pattern)
@@ -231,10 +263,12 @@ def plot(groups, out_dir):
 
 
 def write_report(run_dirs, out_dir, title="Results"):
-    """Writes report.md and the plots for `run_dirs` into `out_dir`; returns the markdown."""
+    """Writes report.md and the plots for the finished runs of `run_dirs` into `out_dir` (unfinished ones
+    are named, not reported); returns the markdown."""
     os.makedirs(out_dir, exist_ok=True)
+    run_dirs, unfinished = split_unfinished(run_dirs)
     groups = group(run_dirs)
-    text = markdown(summarize_variants(groups), title)
+    text = markdown(summarize_variants(groups), title, unfinished)
     plot(groups, out_dir)
     from tfadakd.callbacks import atomic_write_text
 
@@ -253,6 +287,9 @@ def main(argv):
     missing = [r for r in runs if not os.path.exists(os.path.join(r, "metrics.csv"))]
     if not runs or missing:
         common.fail(f"No metrics.csv in {missing or FLAGS.sweep_dir}: pass run directories written by the apps.")
+    if not split_unfinished(runs)[0]:
+        common.fail(f"None of the {len(runs)} runs has finished (no results.json yet): nothing to report. Wait for "
+                    "one to finish, or resume a stopped one with the command that started it.")
     out_dir = FLAGS.out_dir or FLAGS.sweep_dir or "."
     print(write_report(runs, out_dir, title=os.path.basename(os.path.normpath(out_dir))))
     print(f"Wrote {out_dir}/report.md, accuracy.png, temperature.png, correlation.png")

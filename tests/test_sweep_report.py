@@ -84,6 +84,27 @@ def test_validation_split_runs_report_test_at_the_chosen_epoch_and_pick_grids_by
     assert "Best fixed standardized KD temperature (by validation): kd_std_T2" in text
     assert "(chosen on test)" not in text
     assert "- adaptive_both against kd_std_T2: +3.00 points" in text  # 49 - 46
+
+
+def test_unfinished_runs_are_named_and_left_out_of_the_numbers(tmp_path, monkeypatch, capsys):
+    import json
+
+    for name, accuracies, done in (("kd_T4_s0", [0.20, 0.40], True), ("kd_T4_s1", [0.90, 0.95], False)):
+        run = write_run(tmp_path, name, accuracies)
+        (run / "config.json").write_text(json.dumps({"epochs": 30}))
+        if done:
+            (run / "results.json").write_text("{}")
+    text = report.write_report(report.find_runs(tmp_path), tmp_path)
+    assert "| kd_T4 | 1 | 2 | 40.00 (one run) (chosen on test) |" in text  # the unfinished seed's 95% is not in it
+    assert "Left out, unfinished (no results.json yet): kd_T4_s1 (2 of 30 epochs)." in text
+    (tmp_path / "kd_T4_s0" / "results.json").unlink()  # nothing finished: refused, naming why
+    monkeypatch.setattr(sys, "argv", ["report.py", f"--sweep_dir={tmp_path}"])
+    with pytest.raises(SystemExit) as stop:
+        report.app.run(report.main)
+    assert stop.value.code == 2
+    assert "None of the 2 runs has finished" in capsys.readouterr().err
+
+
 def test_write_report_makes_the_three_plots(sweep):
     report.write_report(report.find_runs(sweep), sweep)
     for name in ("report.md", "accuracy.png", "temperature.png", "correlation.png"):
