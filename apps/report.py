@@ -112,13 +112,13 @@ def summarize_variants(groups):
             "correlation": _last_epoch_mean(metrics, ("logit_correlation",)),
             "temperature": _last_epoch_mean(metrics, ("temperature_p05", "temperature_p50", "temperature_p95")),
             "temperature_range": _range(metrics),
-            "wall_time": float(np.mean([_compute_seconds(m) for m in metrics])),
-            "wall_time_total": float(np.sum([_compute_seconds(m) for m in metrics])),
+            "wall_time": float(np.mean([training_seconds(m) for m in metrics])),
+            "wall_time_total": float(np.sum([training_seconds(m) for m in metrics])),
         })
     return rows
 
 
-def _compute_seconds(rows):
+def training_seconds(rows):
     """A run's training time: its median epoch time x its epochs, so that epochs stretched by pauses of the
     machine (a SIGSTOPped run, a resume's start-up) do not count."""
     seconds = [r["epoch_seconds"] for r in rows if r.get("epoch_seconds") is not None]

@@ -94,12 +94,13 @@ def variants():
 
 
 def progress(sweep_dir, run_names):
-    """'k of N runs done, M left, about T left': T from the mean wall time of the finished runs."""
+    """'k of N runs done, M left, about T left': T from the mean training time of the finished runs (median
+    epoch time x epochs, as in the report, so that pauses of the machine and resumes do not inflate it)."""
     import plan as plan_lib
-    from tfadakd.callbacks import read_json
+    from tfadakd.runs import RESULTS, read_metrics
 
-    times = [read_json(os.path.join(sweep_dir, n, "results.json"), {}).get("wall_time_seconds") for n in run_names]
-    done = [t for t in times if t is not None]
+    done = [report.training_seconds(read_metrics(os.path.join(sweep_dir, n))) for n in run_names
+            if os.path.exists(os.path.join(sweep_dir, n, RESULTS))]
     left = len(run_names) - len(done)
     estimate = (f"about {plan_lib.format_duration(left * sum(done) / len(done))} left (mean of the finished runs)"
                 if done else "no finished run to estimate from yet")

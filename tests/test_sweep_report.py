@@ -143,11 +143,17 @@ def test_sweep_progress_counts_runs_and_estimates_from_finished_ones(tmp_path):
 
     import sweep
 
-    for name, seconds in (("kd_T4_s0", 100.0), ("kd_T4_s1", 300.0)):
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "results.json").write_text(json.dumps({"wall_time_seconds": seconds}))
+    # Training time = median epoch time x epochs: 2 x 50 s and 3 x 100 s (one epoch stretched by a pause),
+    # whatever results.json's wall time says; a run without results.json is not finished.
+    write_run(tmp_path, "kd_T4_s0", [0.1, 0.2], seconds=50.0)
+    write_run(tmp_path, "kd_T4_s1", [0.1, 0.2, 0.3], seconds=100.0)
+    with open(tmp_path / "kd_T4_s1" / "metrics.csv", "a") as f:
+        f.write("3,0.4,5000,,,,,,\n")
+    for name in ("kd_T4_s0", "kd_T4_s1"):
+        (tmp_path / name / "results.json").write_text(json.dumps({"wall_time_seconds": 99999.0}))
+    write_run(tmp_path, "adaptive_both_s0", [0.1], seconds=1000.0)
     names = ["kd_T4_s0", "kd_T4_s1", "adaptive_both_s0", "adaptive_both_s1"]
-    assert sweep.progress(tmp_path, names) == "2 of 4 runs done, 2 left, about 7 min left (mean of the finished runs)"
+    assert sweep.progress(tmp_path, names) == "2 of 4 runs done, 2 left, about 8 min left (mean of the finished runs)"
     assert sweep.progress(tmp_path, names[2:]).endswith("no finished run to estimate from yet")
 
 
