@@ -165,7 +165,7 @@ def _best_of(rows, pattern):
 
 def markdown(rows, title="Results", unfinished=()):
     """The report's markdown: the table, the best fixed temperatures, Welch's t and the tuning cost;
-    `unfinished` (run directories) are named as left out."""
+    `unfinished` (descriptions of unfinished runs, `_progress`) are named as left out."""
     lines = [f"# {title}", "", "| variant | runs | epochs | test top-1 at the chosen epoch (%) | test top-1, last epoch (%) "
              "| best validation top-1 (%) | logit correlation, last epoch | temperature p05 / p50 / p95, last epoch "
              "| temperature min - max, all epochs | wall time per run (s) |",
@@ -181,7 +181,7 @@ def markdown(rows, title="Results", unfinished=()):
     lines += ["", "The epoch of each run is chosen on its validation split; grid members are compared by mean "
               "validation top-1 (never by test top-1)."]
     if unfinished:
-        lines += ["", "Left out, unfinished (no results.json yet): " + ", ".join(_progress(r) for r in unfinished) + "."]
+        lines += ["", "Left out, unfinished (no results.json yet): " + ", ".join(unfinished) + "."]
     adaptive = [r for r in rows if r["variant"].startswith("adaptive") and r["test_top1"][0] is not None]
     for label, pattern in (("raw-logit KD temperature", STATIC), ("standardized KD temperature", STANDARDIZED)):
         best, members = _best_of(rows, pattern)
@@ -268,7 +268,7 @@ def write_report(run_dirs, out_dir, title="Results"):
     os.makedirs(out_dir, exist_ok=True)
     run_dirs, unfinished = split_unfinished(run_dirs)
     groups = group(run_dirs)
-    text = markdown(summarize_variants(groups), title, unfinished)
+    text = markdown(summarize_variants(groups), title, [_progress(r) for r in unfinished])
     plot(groups, out_dir)
     from tfadakd.callbacks import atomic_write_text
 
