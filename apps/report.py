@@ -7,7 +7,8 @@ Runs are grouped into variants by their directory name without the `_s<seed>` su
 training, stopped or failed (config.json without results.json) are named and left out. Writes
 `report.md` (mean +- std over seeds of the test top-1 at the epoch chosen on validation and at the last
 epoch, the best fixed raw-logit and standardized temperatures chosen by validation, Welch's t of each
-adaptive variant against them, the grids' tuning cost in runs and CPU-hours) and PNGs: `accuracy.png`
+adaptive variant against them and its paired t over the seeds both share, a per-seed table, the grids'
+tuning cost in runs and CPU-hours) and PNGs: `accuracy.png`
 (test top-1 per epoch),
 `temperature.png` (median and 5-95% band of the per-sample temperature per epoch) and
 `correlation.png` (teacher-student logit correlation per epoch).
@@ -67,6 +68,12 @@ def group(run_dirs):
     return groups
 
 
+def _seed(run):
+    """The seed of a run directory named `<variant>_s<seed>`, or None."""
+    match = SEED.search(os.path.basename(os.path.normpath(run)))
+    return int(match.group(1)) if match else None
+
+
 def _mean_std(values):
     """(mean, sample std) of the values that are not None; the std is None for a single value (no spread
     can be measured from one seed)."""
@@ -106,10 +113,12 @@ def summarize_variants(groups):
             "epochs": sorted({s.get("epochs") for s in summaries}),
             "selection": "validation" if on_validation else "test",
             "chosen_values": [v for v in chosen if v is not None],
+            "per_seed": {_seed(r): v for r, v in zip(runs, chosen) if v is not None and _seed(r) is not None},
             "test_top1": _mean_std(chosen),
             "test_last_top1": _mean_std(last),
             "best_val_top1": _mean_std([s.get("best_top1") for s in summaries]),
             "correlation": _last_epoch_mean(metrics, ("logit_correlation",)),
+            "correlation_eval": _last_epoch_mean(metrics, ("logit_correlation_eval",)),
             "temperature": _last_epoch_mean(metrics, ("temperature_p05", "temperature_p50", "temperature_p95")),
             "temperature_range": _range(metrics),
             "wall_time": float(np.mean([training_seconds(m) for m in metrics])),
@@ -136,6 +145,19 @@ def welch(a, b):
     t = (a.mean() - b.mean()) / np.sqrt(va + vb)
     df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
     return float(t), float(df)
+
+
+def paired(a, b):
+    """Mean and sample std of a - b over the seeds both {seed: value} dicts hold, with the paired t
+    statistic (df = seeds - 1), or None with fewer than 2 common seeds. Runs of one seed share the
+    student's initialization, so the seed-to-seed spread that both variants share cancels."""
+    seeds = sorted(set(a) & set(b))
+    if len(seeds) < 2:
+        return None
+    d = np.array([a[s] - b[s] for s in seeds], float)
+    sd = d.std(ddof=1)
+    t = float(d.mean() / (sd / np.sqrt(len(d)))) if sd > 0 else None
+    return float(d.mean()), float(sd), t, len(d)
 
 
 def _last_epoch_mean(metrics, columns):
@@ -167,12 +189,15 @@ def markdown(rows, title="Results", unfinished=()):
     """The report's markdown: the table, the best fixed temperatures, Welch's t and the tuning cost;
     `unfinished` (descriptions of unfinished runs, `_progress`) are named as left out."""
     lines = [f"# {title}", "", "| variant | runs | epochs | test top-1 at the chosen epoch (%) | test top-1, last epoch (%) "
-             "| best validation top-1 (%) | logit correlation, last epoch | temperature p05 / p50 / p95, last epoch "
+             "| best validation top-1 (%) | logit correlation, last epoch (training / held-out batches) "
+             "| temperature p05 / p50 / p95, last epoch "
              "| temperature min - max, all epochs | wall time per run (s) |",
              "| --- | ---: | --- | --- | --- | --- | ---: | --- | --- | ---: |"]
     for r in rows:
         epochs = ",".join(str(e) for e in r["epochs"])
         correlation = "-" if r.get("correlation") is None else f"{r['correlation'][0]:.3f}"
+        if r.get("correlation_eval") is not None:
+            correlation += f" / {r['correlation_eval'][0]:.3f}"
         temperature = "-" if r.get("temperature") is None else " / ".join(f"{t:.2f}" for t in r["temperature"])
         extremes = "-" if r.get("temperature_range") is None else "{:.2f} - {:.2f}".format(*r["temperature_range"])
         chosen = _fmt(r["test_top1"]) + ("" if r["selection"] == "validation" else " (chosen on test)")
@@ -180,6 +205,14 @@ def markdown(rows, title="Results", unfinished=()):
                      f"{_fmt(r['best_val_top1'])} | {correlation} | {temperature} | {extremes} | {r['wall_time']:.0f} |")
     lines += ["", "The epoch of each run is chosen on its validation split; grid members are compared by mean "
               "validation top-1 (never by test top-1)."]
+    seeds = sorted({s for r in rows for s in r.get("per_seed", {})})
+    if seeds:
+        lines += ["", "Per seed, test top-1 at the chosen epoch (%):", "",
+                  "| variant | " + " | ".join(f"seed {s}" for s in seeds) + " |",
+                  "| --- |" + " ---: |" * len(seeds)]
+        for r in rows:
+            values = [r.get("per_seed", {}).get(s) for s in seeds]
+            lines.append(f"| {r['variant']} | " + " | ".join("-" if v is None else f"{v:.2f}" for v in values) + " |")
     if unfinished:
         lines += ["", "Left out, unfinished (no results.json yet): " + ", ".join(unfinished) + "."]
     adaptive = [r for r in rows if r["variant"].startswith("adaptive") and r["test_top1"][0] is not None]
@@ -197,6 +230,11 @@ def markdown(rows, title="Results", unfinished=()):
             lines.append(f"- {r['variant']} against {best['variant']}: {r['test_top1'][0] - best['test_top1'][0]:+.2f} "
                          f"points, {t}; one run per seed ({r['wall_time_total'] / 3600:.2f} CPU-hours for "
                          f"{r['runs']} runs).")
+            pair = paired(r.get("per_seed", {}), best.get("per_seed", {}))
+            if pair is not None:
+                t = "n/a (no spread)" if pair[2] is None else f"{pair[2]:+.2f} (df {pair[3] - 1})"
+                lines[-1] = lines[-1][:-1] + (f"; paired by seed: {pair[0]:+.2f} +- {pair[1]:.2f} points over "
+                                              f"{pair[3]} seeds, paired t = {t}.")
     return "\n".join(lines) + "\n"
 
 

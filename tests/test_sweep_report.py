@@ -14,12 +14,14 @@ sys.path.insert(0, str(REPO / "apps"))
 import report  # noqa: E402
 
 
-def write_run(root, name, accuracies, seconds=10.0, temperatures=None, test=None):
-    """A run directory with metrics.csv; `test` (per-epoch test accuracies) marks a run with a validation split."""
+def write_run(root, name, accuracies, seconds=10.0, temperatures=None, test=None, correlation_eval=None):
+    """A run directory with metrics.csv; `test` (per-epoch test accuracies) marks a run with a validation split;
+    `correlation_eval` is the held-out logit correlation logged every epoch."""
     run = root / name
     run.mkdir(parents=True)
     columns = ["epoch", "val_accuracy", "epoch_seconds", "logit_correlation", "temperature_p05", "temperature_p50",
-               "temperature_p95", "temperature_min", "temperature_max"] + (["test_accuracy"] if test else [])
+               "temperature_p95", "temperature_min", "temperature_max"] + (["test_accuracy"] if test else []) + (
+        ["logit_correlation_eval"] if correlation_eval else [])
     with open(run / "metrics.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
@@ -28,7 +30,8 @@ def write_run(root, name, accuracies, seconds=10.0, temperatures=None, test=None
             writer.writerow({"epoch": epoch, "val_accuracy": acc, "epoch_seconds": seconds, "logit_correlation": 0.5 + 0.1 * epoch,
                              "temperature_p05": t and t - 1, "temperature_p50": t, "temperature_p95": t and t + 1,
                              "temperature_min": t and t - 2, "temperature_max": t and t + 2,
-                             **({"test_accuracy": test[epoch]} if test else {})})
+                             **({"test_accuracy": test[epoch]} if test else {}),
+                             **({"logit_correlation_eval": correlation_eval + 0.1 * epoch} if correlation_eval else {})})
     return run
 
 
@@ -65,6 +68,9 @@ def test_markdown_names_best_fixed_temperature_welch_and_tuning_cost(sweep):
     t, df = report.welch([44.0, 42.0], [40.0, 36.0])
     np.testing.assert_allclose(t, 5.0 / np.sqrt(2.0 / 2 + 8.0 / 2))  # variances 2 and 8 over 2 runs each
     assert f"- adaptive_both against kd_T4: +5.00 points, Welch's t = {t:+.2f} (df {df:.1f})" in text
+    # Paired by seed: differences 44 - 40 and 42 - 36, mean 5, std sqrt(2), t = 5 / (sqrt(2) / sqrt(2)).
+    assert "paired by seed: +5.00 +- 1.41 points over 2 seeds, paired t = +5.00 (df 1)." in text
+    assert "| kd_T4 | 40.00 | 36.00 |" in text and "| adaptive_both | 44.00 | 42.00 |" in text
 
 
 def test_validation_split_runs_report_test_at_the_chosen_epoch_and_pick_grids_by_validation(tmp_path):
@@ -73,8 +79,8 @@ def test_validation_split_runs_report_test_at_the_chosen_epoch_and_pick_grids_by
     write_run(tmp_path, "kd_std_T2_s1", [0.50, 0.62], test=[0.41, 0.47])
     write_run(tmp_path, "kd_std_T4_s0", [0.55, 0.58], test=[0.50, 0.52])
     write_run(tmp_path, "kd_std_T4_s1", [0.57, 0.56], test=[0.51, 0.53])
-    write_run(tmp_path, "adaptive_both_s0", [0.30, 0.20], test=[0.48, 0.30])
-    write_run(tmp_path, "adaptive_both_s1", [0.30, 0.40], test=[0.46, 0.50])
+    write_run(tmp_path, "adaptive_both_s0", [0.30, 0.20], test=[0.48, 0.30], correlation_eval=0.1)
+    write_run(tmp_path, "adaptive_both_s1", [0.30, 0.40], test=[0.46, 0.50], correlation_eval=0.3)
     rows = {r["variant"]: r for r in report.summarize_variants(report.group(report.find_runs(tmp_path)))}
     assert rows["adaptive_both"]["selection"] == "validation"
     np.testing.assert_allclose(rows["adaptive_both"]["chosen_values"], [48.0, 50.0])  # epochs 0 and 1
@@ -83,6 +89,7 @@ def test_validation_split_runs_report_test_at_the_chosen_epoch_and_pick_grids_by
     text = report.markdown(list(rows.values()))
     assert "Best fixed standardized KD temperature (by validation): kd_std_T2" in text
     assert "(chosen on test)" not in text
+    assert "| 0.600 / 0.300 |" in text  # training / held-out correlation, last epoch: mean of 0.2 and 0.4
     assert "- adaptive_both against kd_std_T2: +3.00 points" in text  # 49 - 46
 
 
