@@ -13,6 +13,7 @@ ranking is still in it, but its probabilities differ little from 1 / classes.
 """
 
 import argparse
+import os
 
 import keras
 import numpy as np
@@ -50,6 +51,14 @@ def main():
     parser.add_argument("--temperatures", default="1,2,3,4,8")
     parser.add_argument("--data_dir", default=default_data_dir())
     args = parser.parse_args()
+    if not os.path.exists(args.teacher):
+        parser.error(f"No teacher at --teacher={args.teacher}: pass a .keras file (apps/train_teacher.py writes one).")
+    try:
+        temperatures = [float(v) for v in args.temperatures.split(",")]
+    except ValueError:
+        temperatures = []
+    if not temperatures or min(temperatures) <= 0:
+        parser.error(f"--temperatures={args.temperatures!r}: pass positive numbers separated by commas, e.g. 1,2,4.")
 
     logits = teacher_logits(args.teacher, args.dataset, args.split, args.data_dir)
     z = np.asarray(F.standardize(logits))
@@ -57,7 +66,7 @@ def main():
     print(f"{args.teacher} on {args.dataset} {args.split}: {len(logits)} images, {classes} classes "
           f"(uniform: largest probability {1 / classes:.3f}, entropy {np.log(classes):.3f}, {classes} classes)")
     print(f"{'temperature':>27} | {'logits':>12} | {'largest p':>9} | {'entropy':>7} | {'effective classes':>17}")
-    for t in (float(v) for v in args.temperatures.split(",")):
+    for t in temperatures:
         for name, values in (("raw", logits), ("standardized", z)):
             p_max, entropy, effective = softness(softened(values, t))
             print(f"{t:>27g} | {name:>12} | {p_max:>9.3f} | {entropy:>7.3f} | {effective:>17.1f}")
