@@ -227,14 +227,13 @@ def markdown(rows, title="Results", unfinished=()):
         for r in adaptive:
             stats = welch(r["chosen_values"], best["chosen_values"])
             t = "n/a (fewer than 2 runs)" if stats is None else f"Welch's t = {stats[0]:+.2f} (df {stats[1]:.1f})"
+            pair = paired(r.get("per_seed", {}), best.get("per_seed", {}))
+            by_seed = "" if pair is None else (
+                f"; paired by seed: {pair[0]:+.2f} +- {pair[1]:.2f} points over {pair[3]} seeds, paired t = "
+                + ("n/a (no spread)" if pair[2] is None else f"{pair[2]:+.2f} (df {pair[3] - 1})"))
             lines.append(f"- {r['variant']} against {best['variant']}: {r['test_top1'][0] - best['test_top1'][0]:+.2f} "
                          f"points, {t}; one run per seed ({r['wall_time_total'] / 3600:.2f} CPU-hours for "
-                         f"{r['runs']} runs).")
-            pair = paired(r.get("per_seed", {}), best.get("per_seed", {}))
-            if pair is not None:
-                t = "n/a (no spread)" if pair[2] is None else f"{pair[2]:+.2f} (df {pair[3] - 1})"
-                lines[-1] = lines[-1][:-1] + (f"; paired by seed: {pair[0]:+.2f} +- {pair[1]:.2f} points over "
-                                              f"{pair[3]} seeds, paired t = {t}.")
+                         f"{r['runs']} runs){by_seed}.")
     return "\n".join(lines) + "\n"
 
 
