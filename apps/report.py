@@ -8,7 +8,7 @@ training, stopped or failed (config.json without results.json) are named and lef
 `report.md` (mean +- std over seeds of the test top-1 at the epoch chosen on validation and at the last
 epoch, the best fixed raw-logit and standardized temperatures chosen by validation, Welch's t of each
 adaptive variant against them and its paired t over the seeds both share, a per-seed table, the grids'
-tuning cost in runs and CPU-hours) and PNGs: `accuracy.png`
+tuning cost in runs and CPU-hours, the machines and code the runs trained on) and PNGs: `accuracy.png`
 (test top-1 per epoch),
 `temperature.png` (median and 5-95% band of the per-sample temperature per epoch) and
 `correlation.png` (teacher-student logit correlation per epoch).
@@ -72,6 +72,42 @@ def _seed(run):
     """The seed of a run directory named `<variant>_s<seed>`, or None."""
     match = SEED.search(os.path.basename(os.path.normpath(run)))
     return int(match.group(1)) if match else None
+
+
+def machines(run_dirs):
+    """{description of a machine and code: [run names]}, from each run's environment.json (one record per
+    start or resume): a run resumed on another machine is listed under each; a run without the file (older
+    code) under "not recorded"."""
+    from tfadakd.files import read_json
+    from tfadakd.runs import ENVIRONMENT
+
+    found = {}
+    for run in run_dirs:
+        try:
+            records = read_json(os.path.join(run, ENVIRONMENT))
+        except ValueError:  # cut short or edited by hand: as good as missing
+            records = None
+        if isinstance(records, list) and records:
+            descriptions = dict.fromkeys(_machine(r) for r in records if isinstance(r, dict))
+        else:
+            descriptions = ["not recorded (no environment.json)"]
+        for description in descriptions:
+            found.setdefault(description, []).append(os.path.basename(os.path.normpath(run)))
+    return found
+
+
+def _machine(record):
+    """One line naming the CPU (model, cores, notable flags), accelerators, precision and code of a record."""
+    features = "/".join(record.get("cpu_features") or []) or "none of the bf16 / AVX-512 flags"
+    accelerators = ", ".join(record.get("accelerators") or [])
+    commit = record.get("git_commit")
+    code = f"tfadakd {record.get('tfadakd')}"
+    if commit:
+        code += f" at commit {commit[:10]}" + (" with uncommitted edits" if record.get("git_dirty") else "")
+    return (f"{record.get('cpu_model')}, {record.get('cpu_cores')} cores ({features})"
+            + (f", {accelerators}" if accelerators else "")
+            + f"; {record.get('precision_policy')}; {code}; TensorFlow {record.get('tensorflow', '-')}, "
+            f"Keras {record.get('keras')} ({record.get('backend')} backend)")
 
 
 def _mean_std(values):
@@ -185,9 +221,10 @@ def _best_of(rows, pattern):
     return max(members, key=lambda r: r["best_val_top1"][0]) if members else None, members
 
 
-def markdown(rows, title="Results", unfinished=()):
+def markdown(rows, title="Results", unfinished=(), where=None):
     """The report's markdown: the table, the best fixed temperatures, Welch's t and the tuning cost;
-    `unfinished` (descriptions of unfinished runs, `_progress`) are named as left out."""
+    `unfinished` (descriptions of unfinished runs, `_progress`) are named as left out; `where` (`machines`)
+    says which machine and code each run trained on."""
     lines = [f"# {title}", "", "| variant | runs | epochs | test top-1 at the chosen epoch (%) | test top-1, last epoch (%) "
              "| best validation top-1 (%) | logit correlation, last epoch (training / held-out batches) "
              "| temperature p05 / p50 / p95, last epoch "
@@ -213,6 +250,13 @@ def markdown(rows, title="Results", unfinished=()):
         for r in rows:
             values = [r.get("per_seed", {}).get(s) for s in seeds]
             lines.append(f"| {r['variant']} | " + " | ".join("-" if v is None else f"{v:.2f}" for v in values) + " |")
+    if where:
+        total = sum(r["runs"] for r in rows)
+        lines += ["", "Where the runs trained (each run's environment.json):", ""]
+        for description, names in where.items():
+            runs = f"all {total} runs" if len(names) == total and len(where) == 1 else (
+                f"{len(names)} run{'s' if len(names) > 1 else ''}: {', '.join(sorted(names))}")
+            lines.append(f"- {description}: {runs}")
     if unfinished:
         lines += ["", "Left out, unfinished (no results.json yet): " + ", ".join(unfinished) + "."]
     adaptive = [r for r in rows if r["variant"].startswith("adaptive") and r["test_top1"][0] is not None]
@@ -305,7 +349,7 @@ def write_report(run_dirs, out_dir, title="Results"):
     os.makedirs(out_dir, exist_ok=True)
     run_dirs, unfinished = split_unfinished(run_dirs)
     groups = group(run_dirs)
-    text = markdown(summarize_variants(groups), title, [_progress(r) for r in unfinished])
+    text = markdown(summarize_variants(groups), title, [_progress(r) for r in unfinished], machines(run_dirs))
     plot(groups, out_dir)
     from tfadakd.callbacks import atomic_write_text
 

@@ -21,6 +21,7 @@ Public API:
   SIGINT, CSV log, temperature statistics).
 - `tfadakd.distribute`: `get_strategy` by name.
 - `tfadakd.precision`: `default_policy`, the fastest correct Keras precision policy for the machine.
+- `tfadakd.provenance`: `describe`, the code and machine a run trained on (each run's `environment.json`).
 - `tfadakd.export`: TFLite / LiteRT and SavedModel export and evaluation.
 - `tfadakd.functional`: the math as pure functions of logits.
 - `tfadakd.keras_distillation`: every tfadakd loss as a `keras.distillation.DistillationLoss` (`Logits`).
@@ -43,6 +44,7 @@ _TENSORFLOW_SUBMODULES = (
     "models",
     "optimizers",
     "precision",
+    "provenance",
     "runs",
     "teacher_cache",
 )
@@ -51,7 +53,8 @@ if _keras.backend.backend() == "tensorflow":
     # As before: everything is imported with the package, so that every registered Keras class
     # (the Distiller, the models' layers, ...) is known to `keras.models.load_model` after `import tfadakd`.
     from tfadakd import (  # noqa: E402
-        callbacks, data, distribute, export, inference, models, optimizers, precision, runs, teacher_cache)
+        callbacks, data, distribute, export, inference, models, optimizers, precision, provenance, runs,
+        teacher_cache)
     from tfadakd.distiller import Distiller  # noqa: E402
 
 
@@ -79,6 +82,7 @@ __all__ = [
     "models",
     "optimizers",
     "precision",
+    "provenance",
     "runs",
     "teacher_cache",
     "temperatures",

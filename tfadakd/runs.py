@@ -19,6 +19,7 @@ A run directory holds:
 | `student_best.keras`, `student_final.keras` | the saved model, best by validation top-1 (`val_accuracy`) and the last |
 | `checkpoints/` | the resumable state (weights, optimizer, epoch) of the last two completed epochs (`keep_checkpoints=2`: a damaged newest file falls back to the one before), and `state.json` naming the newest |
 | `results.json` | best and last top-1 / top-5, epochs, wall time (written when the run completes) |
+| `environment.json` | a list with one record per start or resume of the training: the epoch it started at, the code (version, path, git commit) and the machine (CPU model and flags, cores, accelerators, precision policy); see `tfadakd.provenance` |
 
 Rerunning the same command after the process was killed continues from the last completed epoch.
 """
@@ -34,12 +35,14 @@ import keras
 
 from tfadakd import _compat
 from tfadakd import callbacks as callbacks_lib
+from tfadakd import provenance
 from tfadakd.data.epochs import EpochPipeline
 from tfadakd.graceful_stop import GracefulStop, TrainingInterrupted  # noqa: F401 - raised through fit_run
 
 CONFIG = "config.json"
 METRICS = "metrics.csv"
 RESULTS = "results.json"
+ENVIRONMENT = "environment.json"
 BEST = "student_best.keras"
 FINAL = "student_final.keras"
 
@@ -216,6 +219,24 @@ class _RunLock:
         self.file.close()  # closing releases the lock
 
 
+def record_environment(run_dir, initial_epoch, initial_step=0):
+    """Appends this start's `tfadakd.provenance.describe()` record, with the epoch (and batch) it starts
+    at, to `<run_dir>/environment.json`; returns the list written. A file that is not a JSON list (edited by
+    hand) is kept beside it as `environment.json.unreadable` and a new list is started."""
+    path = os.path.join(run_dir, ENVIRONMENT)
+    try:
+        records = callbacks_lib.read_json(path, default=[])
+    except ValueError:
+        records = None
+    if not isinstance(records, list):
+        os.replace(path, path + ".unreadable")
+        records = []
+    records.append({"initial_epoch": int(initial_epoch), "initial_step": int(initial_step or 0),
+                    **provenance.describe()})
+    callbacks_lib.atomic_write_json(path, records)
+    return records
+
+
 def _known_empty(data):
     """True for a tf.data dataset that is known to hold no element."""
     cardinality = getattr(data, "cardinality", None)
@@ -314,6 +335,7 @@ def _fit_run_locked(model, train_data, validation_data, run_dir, epochs, model_t
             callbacks_lib.atomic_write_json(os.path.join(run_dir, RESULTS), results)
         results["resumed_from_epoch"] = initial_epoch
         return results
+    record_environment(run_dir, initial_epoch, resume.initial_step)
     if (initial_epoch or resume.initial_step) and verbose:
         after = f" after its batch {resume.initial_step}" if resume.initial_step else ""
         print(f"Resuming {run_dir} at epoch {initial_epoch + 1}{after} of {epochs}.")
