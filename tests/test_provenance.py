@@ -74,8 +74,10 @@ def test_git_commit_is_none_outside_a_checkout_and_dirty_with_uncommitted_edits(
     subprocess.run([*git, "commit", "-q", "-m", "one"], check=True)
     commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     assert provenance.git_commit(str(tmp_path)) == (commit, False)
-    (tmp_path / "code.py").write_text("x = 2\n")
-    assert provenance.git_commit(str(tmp_path)) == (commit, True)
+    (tmp_path / "lib").mkdir()
+    assert provenance.git_commit(str(tmp_path / "lib")) == (commit, False)  # an untracked folder is not an edit
+    (tmp_path / "code.py").write_text("x = 2\n")  # an edit outside the folder asked about still counts
+    assert provenance.git_commit(str(tmp_path / "lib")) == (commit, True)
 
 
 def test_a_multi_worker_task_is_named(monkeypatch):

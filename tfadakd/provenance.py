@@ -47,8 +47,8 @@ def cpu_features(flags):
 def git_commit(directory):
     """`(commit, dirty)` of the git checkout holding `directory`, or `(None, None)` outside one.
 
-    `dirty` is True when tracked files under `directory` differ from the commit (uncommitted edits that
-    the run's code includes).
+    `dirty` is True when tracked files anywhere in the checkout differ from the commit (uncommitted edits
+    that the run's code, the library or the apps, may include).
     """
     def git(*args):
         return subprocess.run(["git", "-C", directory, *args], capture_output=True, text=True, timeout=10)
@@ -57,7 +57,7 @@ def git_commit(directory):
         head = git("rev-parse", "HEAD")
         if head.returncode != 0:
             return None, None
-        status = git("status", "--porcelain", "--untracked-files=no", "--", ".")
+        status = git("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.SubprocessError):
         return None, None
     return head.stdout.strip(), bool(status.stdout.strip())
