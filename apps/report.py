@@ -85,12 +85,14 @@ def machines(run_dirs):
     for run in run_dirs:
         try:
             records = read_json(os.path.join(run, ENVIRONMENT))
-        except ValueError:  # cut short or edited by hand: as good as missing
-            records = None
-        if isinstance(records, list) and records:
-            descriptions = dict.fromkeys(_machine(r) for r in records if isinstance(r, dict))
-        else:
+        except ValueError:  # cut short or edited by hand
+            records = []
+        if records is None:
             descriptions = ["not recorded (no environment.json)"]
+        else:
+            records = records if isinstance(records, list) else []
+            descriptions = list(dict.fromkeys(_machine(r) for r in records if isinstance(r, dict))) or [
+                "not recorded (environment.json unreadable or empty)"]
         for description in descriptions:
             found.setdefault(description, []).append(os.path.basename(os.path.normpath(run)))
     return found
@@ -98,16 +100,22 @@ def machines(run_dirs):
 
 def _machine(record):
     """One line naming the CPU (model, cores, notable flags), accelerators, precision and code of a record."""
-    features = "/".join(record.get("cpu_features") or []) or "none of the bf16 / AVX-512 flags"
-    accelerators = ", ".join(record.get("accelerators") or [])
-    commit = record.get("git_commit")
-    code = f"tfadakd {record.get('tfadakd')}"
-    if commit:
-        code += f" at commit {commit[:10]}" + (" with uncommitted edits" if record.get("git_dirty") else "")
-    return (f"{record.get('cpu_model')}, {record.get('cpu_cores')} cores ({features})"
+    def get(key):
+        value = record.get(key)
+        return "unknown" if value is None else str(value)
+
+    features = record.get("cpu_features")
+    features = "CPU flags unknown" if not isinstance(features, list) else (
+        "/".join(map(str, features)) or "none of the AMX / AVX-512 / AVX2 flags")
+    accelerators = ", ".join(map(str, record.get("accelerators") or []))
+    code = f"tfadakd {get('tfadakd')}"
+    if isinstance(record.get("git_commit"), str):
+        dirty = {True: " with uncommitted edits", None: " (uncommitted edits unknown)"}.get(record.get("git_dirty"), "")
+        code += f" at commit {record['git_commit'][:10]}{dirty}"
+    return (f"{get('cpu_model')}, {get('cpu_cores')} logical CPUs ({features})"
             + (f", {accelerators}" if accelerators else "")
-            + f"; {record.get('precision_policy')}; {code}; TensorFlow {record.get('tensorflow', '-')}, "
-            f"Keras {record.get('keras')} ({record.get('backend')} backend)")
+            + f"; {get('precision_policy')}; {code}; TensorFlow {get('tensorflow')}, "
+            f"Keras {get('keras')} ({get('backend')} backend)")
 
 
 def _mean_std(values):

@@ -335,7 +335,6 @@ def _fit_run_locked(model, train_data, validation_data, run_dir, epochs, model_t
             callbacks_lib.atomic_write_json(os.path.join(run_dir, RESULTS), results)
         results["resumed_from_epoch"] = initial_epoch
         return results
-    record_environment(run_dir, initial_epoch, resume.initial_step)
     if (initial_epoch or resume.initial_step) and verbose:
         after = f" after its batch {resume.initial_step}" if resume.initial_step else ""
         print(f"Resuming {run_dir} at epoch {initial_epoch + 1}{after} of {epochs}.")
@@ -368,6 +367,7 @@ def _fit_run_locked(model, train_data, validation_data, run_dir, epochs, model_t
             "The training data yields no batch (an empty dataset): nothing would be trained. Check the data "
             "slice and the batch size (with drop_remainder, fewer examples than one batch give none)."
         )
+    record_environment(run_dir, initial_epoch, resume.initial_step)  # a start that trains, not one refused above
     fit = dict(validation_data=validation_data, callbacks=run_callbacks, verbose=verbose,
                shuffle=False)  # the tf.data pipelines shuffle themselves
     try:
