@@ -5,7 +5,9 @@ seeds each, then writes the report (apps/report.py).
 
 Every run is an `apps/distill.py` process with the sweep's flags plus the variant's overrides, writing
 `<output_dir>/<dataset>/sweeps/<sweep_name>/<variant>_s<seed>/`. Finished runs are skipped and
-interrupted ones resume, so rerunning the command continues the sweep. All runs share one teacher
+interrupted ones resume, so rerunning the command continues the sweep; with `--archive_dir` (a folder that
+outlives the machine) each finished run's small files are copied there and restored from there, so the
+sweep also continues on a new machine. All runs share one teacher
 (`--teacher_path`, trained first if missing) and, by default, one teacher-logit cache
 (`<sweep dir>/teacher_cache`, built by the first distillation run): every distillation run then gets
 `--teacher_cache` and the same `--data_seed` (default 0), so the teacher's forward pass is computed once
@@ -44,10 +46,17 @@ flags.DEFINE_list(
     "Variants to run (static_grid expands to kd_T<t> for every --static_temperatures, std_grid to kd_std_T<t> for "
     "every --standardized_temperatures; dkd_T4 is also available).")
 flags.DEFINE_string("sweep_name", None, "Sweep directory name (default: <teacher>_<student>).")
+flags.DEFINE_string(
+    "archive_dir", None, "A folder that outlives the machine (a mounted volume, a git checkout): each finished run's "
+    "small files (config.json, metrics.csv, results.json, environment.json; no models) are copied to "
+    "<archive_dir>/<run>/, and runs finished there are restored into the sweep and skipped, so that the sweep "
+    "resumes on a new machine.")
 
 # --dry_run is apps/distill.py's flag: here it prints the runs' commands without running them.
 SWEEP_ONLY = ("static_temperatures", "standardized_temperatures", "sweep_teacher_cache", "seeds", "variants",
-              "sweep_name", "dry_run")
+              "sweep_name", "archive_dir", "dry_run")
+#: What --archive_dir keeps of a finished run: everything the report reads, nothing large.
+ARCHIVED = ("config.json", "metrics.csv", "results.json", "environment.json")
 KD_STATIC = ["--method=kd", "--temperature=static", "--nostandardize", "--student_loss_weight=0.1", "--distillation_loss_weight=0.9"]
 PAPER = ["--method=kd", "--temperature=adaptive", "--standardize", "--student_loss_weight=0.1", "--distillation_loss_weight=9"]
 STANDARDIZED = ["--method=kd", "--temperature=standardized", "--standardize", "--student_loss_weight=0.1",
@@ -105,6 +114,34 @@ def progress(sweep_dir, run_names):
     estimate = (f"about {plan_lib.format_duration(left * sum(done) / len(done))} left (mean of the finished runs)"
                 if done else "no finished run to estimate from yet")
     return f"{len(done)} of {len(run_names)} runs done, {left} left, {estimate}"
+
+
+def archive(run_dir, archive_dir):
+    """Copies a finished run's `ARCHIVED` files (those it has) to `<archive_dir>/<run>/`, each atomically, so
+    that a copy cut short never looks finished: results.json goes last."""
+    from tfadakd.files import atomic_write_bytes
+
+    target = os.path.join(archive_dir, os.path.basename(os.path.normpath(run_dir)))
+    os.makedirs(target, exist_ok=True)
+    for name in sorted(ARCHIVED, key=lambda n: n == "results.json"):
+        source = os.path.join(run_dir, name)
+        if os.path.exists(source):
+            with open(source, "rb") as f:
+                atomic_write_bytes(os.path.join(target, name), f.read())
+
+
+def restore(run_dir, archive_dir):
+    """Brings a run finished in `archive_dir` into `run_dir` (which then counts as finished); returns whether it
+    did. A run that trained here but did not finish while the archive holds it finished is refused: the two
+    cannot both be right, and removing one is the user's choice."""
+    archived = os.path.join(archive_dir, os.path.basename(os.path.normpath(run_dir)))
+    if not os.path.exists(os.path.join(archived, "results.json")) or os.path.exists(os.path.join(run_dir, "results.json")):
+        return False
+    if os.path.exists(os.path.join(run_dir, "metrics.csv")):
+        common.fail(f"{run_dir} has trained without finishing, but {archived} holds the same run finished. Remove "
+                    f"{run_dir} to use the archived run, or remove {archived} to finish this one.")
+    archive(archived, os.path.dirname(os.path.normpath(run_dir)))
+    return True
 
 
 def passthrough_args(argv):
@@ -175,7 +212,13 @@ def main(argv):
             if FLAGS.dry_run:
                 print(" ".join(command))
                 continue
-            if os.path.exists(os.path.join(sweep_dir, run_name, "results.json")):
+            run_dir = os.path.join(sweep_dir, run_name)
+            if FLAGS.archive_dir and restore(run_dir, FLAGS.archive_dir):
+                print(f"[sweep] {run_name}: finished in {FLAGS.archive_dir}, restored and skipped")
+                continue
+            if os.path.exists(os.path.join(run_dir, "results.json")):
+                if FLAGS.archive_dir:
+                    archive(run_dir, FLAGS.archive_dir)
                 print(f"[sweep] {run_name}: finished, skipped")
                 continue
             print(f"[sweep] {run_name}: running ({time.time() - started:.0f} s into the sweep); "
@@ -187,6 +230,8 @@ def main(argv):
                 sys.exit(proc.returncode)
             if proc.returncode != 0:
                 common.fail(f"{run_name} failed (exit {proc.returncode}); rerun the sweep to resume it. Command: {' '.join(command)}")
+            if FLAGS.archive_dir:
+                archive(run_dir, FLAGS.archive_dir)
             report.write_report(report.find_runs(sweep_dir), sweep_dir, title=name)
     if not FLAGS.dry_run:
         print(report.write_report(report.find_runs(sweep_dir), sweep_dir, title=name))

@@ -205,3 +205,72 @@ def test_training_time_leaves_out_an_epoch_stretched_by_a_pause(tmp_path):
     (tmp_path / "kd_T4_s0" / "metrics.csv").write_text("\n".join(rows) + "\n")
     row, = report.summarize_variants(report.group(report.find_runs(tmp_path)))
     assert row["wall_time"] == 30.0  # 3 epochs x the median 10 s, not 1020 s
+
+
+@pytest.fixture
+def sweep_main(monkeypatch):
+    """Runs apps/sweep.py's main in this process with the given flags; its runs are faked: each writes a finished
+    run directory (metrics.csv, config.json, environment.json, results.json) instead of training. Returns
+    (run(argv) -> None, the list of run names started)."""
+    import json
+
+    from absl import flags as absl_flags
+
+    import sweep
+
+    started = []
+
+    def fake_run(command):
+        name = next(a.split("=", 1)[1] for a in command if a.startswith("--run_name="))
+        output = next(a.split("=", 1)[1] for a in command if a.startswith("--output_dir="))
+        run = write_run(Path(output) / "cifar10", name, [0.2, 0.3], test=[0.25, 0.35])
+        for file, value in (("config.json", {"run": name}), ("environment.json", [{"cpu_model": "fake"}]),
+                            ("results.json", {"test_top1_selected": 35.0})):
+            (run / file).write_text(json.dumps(value))
+        started.append(run.name)
+        return subprocess.CompletedProcess(command, 0)
+
+    monkeypatch.setattr(sweep, "run_forwarding_signals", fake_run)
+
+    def run(*args):
+        argv = ["sweep.py", "--dataset=cifar10", "--seeds=0", "--variants=student_alone,kd_std_T2", *args]
+        monkeypatch.setattr(sys, "argv", argv)
+        absl_flags.FLAGS.unparse_flags()
+        absl_flags.FLAGS(argv)
+        try:
+            sweep.main(["sweep.py"])
+        finally:
+            absl_flags.FLAGS.unparse_flags()
+
+    return run, started
+
+
+def test_an_archived_sweep_resumes_on_a_new_machine_without_training_again(tmp_path, sweep_main):
+    run, started = sweep_main
+    archive = tmp_path / "archive"
+    run(f"--output_dir={tmp_path / 'first'}", f"--archive_dir={archive}")
+    assert started == ["student_alone_s0", "kd_std_T2_s0"]
+    for name in started:  # the small files only, byte for byte
+        original = tmp_path / "first" / "cifar10" / "sweeps" / "resnet32x4_resnet8x4" / name
+        assert sorted(p.name for p in (archive / name).iterdir()) == sorted(
+            ["config.json", "environment.json", "metrics.csv", "results.json"])
+        assert all((archive / name / f).read_bytes() == (original / f).read_bytes() for f in ("metrics.csv", "results.json"))
+    (archive / "kd_std_T2_s0" / "results.json").unlink()  # a copy cut short: not finished, trained again
+
+    run(f"--output_dir={tmp_path / 'second'}", f"--archive_dir={archive}")  # a new machine: nothing but the archive
+    assert started[2:] == ["kd_std_T2_s0"]
+    second = tmp_path / "second" / "cifar10" / "sweeps" / "resnet32x4_resnet8x4"
+    assert (second / "student_alone_s0" / "results.json").exists() and (second / "report.md").exists()
+    assert (archive / "kd_std_T2_s0" / "results.json").exists()  # archived again once finished
+
+
+def test_a_run_unfinished_here_but_finished_in_the_archive_is_refused_naming_both(tmp_path, sweep_main, capsys):
+    run, started = sweep_main
+    archive = tmp_path / "archive"
+    run(f"--output_dir={tmp_path / 'first'}", f"--archive_dir={archive}")
+    partial = write_run(tmp_path / "second" / "cifar10" / "sweeps" / "resnet32x4_resnet8x4", "student_alone_s0", [0.1])
+    with pytest.raises(SystemExit) as exit_info:
+        run(f"--output_dir={tmp_path / 'second'}", f"--archive_dir={archive}")
+    assert exit_info.value.code == 2 and len(started) == 2
+    err = capsys.readouterr().err
+    assert f"Remove {partial} to use the archived run, or remove {archive / 'student_alone_s0'}" in err
