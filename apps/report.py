@@ -8,7 +8,7 @@ training, stopped or failed (config.json without results.json) are named and lef
 `report.md` (mean +- std over seeds of the test top-1 at the epoch chosen on validation and at the last
 epoch, the best fixed raw-logit and standardized temperatures chosen by validation, Welch's t of each
 adaptive variant against them and its paired t over the seeds both share, a per-seed table, the grids'
-tuning cost in runs and CPU-hours, the machines and code the runs trained on) and PNGs: `accuracy.png`
+tuning cost in runs, hours of training and CPU-hours, the machines and code the runs trained on) and PNGs: `accuracy.png`
 (test top-1 per epoch),
 `temperature.png` (median and 5-95% band of the per-sample temperature per epoch) and
 `correlation.png` (teacher-student logit correlation per epoch).
@@ -118,6 +118,28 @@ def _machine(record):
             f"Keras {get('keras')} ({get('backend')} backend)")
 
 
+def _cores(run):
+    """The logical CPUs a run trained on (its environment.json's first record), or None where that is not
+    recorded or the run had an accelerator (CPU-hours would then misstate its cost)."""
+    from tfadakd.files import read_json
+    from tfadakd.runs import ENVIRONMENT
+
+    try:
+        records = read_json(os.path.join(run, ENVIRONMENT))
+    except ValueError:
+        return None
+    record = records[0] if isinstance(records, list) and records and isinstance(records[0], dict) else {}
+    cores = record.get("cpu_cores")
+    return cores if isinstance(cores, int) and cores > 0 and not record.get("accelerators") else None
+
+
+def _cost(seconds, core_seconds, runs):
+    """`runs` runs, their hours of training and, where every run recorded its CPU count, their CPU-hours."""
+    text = f"{runs} run{'s' if runs != 1 else ''}, {seconds / 3600:.2f} hours of training"
+    return text + (" (CPU-hours not known: a run lacks its CPU count or had an accelerator)" if core_seconds is None
+                   else f" ({core_seconds / 3600:.2f} CPU-hours)")
+
+
 def _mean_std(values):
     """(mean, sample std) of the values that are not None; the std is None for a single value (no spread
     can be measured from one seed)."""
@@ -148,6 +170,7 @@ def summarize_variants(groups):
     for variant, runs in groups.items():
         summaries = [summarize(run) for run in runs]
         metrics = [read_metrics(run) for run in runs]
+        cores = [_cores(run) for run in runs]
         on_validation = all("test_top1_selected" in s for s in summaries)
         chosen = [s.get("test_top1_selected") if on_validation else s.get("best_top1") for s in summaries]
         last = [s.get("test_top1_last") if on_validation else s.get("last_top1") for s in summaries]
@@ -167,6 +190,8 @@ def summarize_variants(groups):
             "temperature_range": _range(metrics),
             "wall_time": float(np.mean([training_seconds(m) for m in metrics])),
             "wall_time_total": float(np.sum([training_seconds(m) for m in metrics])),
+            "core_seconds_total": None if None in cores else float(np.sum(
+                [training_seconds(m) * c for m, c in zip(metrics, cores)])),
         })
     return rows
 
@@ -272,10 +297,11 @@ def markdown(rows, title="Results", unfinished=(), where=None):
         best, members = _best_of(rows, pattern)
         if best is None:
             continue
-        runs = sum(m["runs"] for m in members)
-        hours = sum(m["wall_time_total"] for m in members) / 3600
+        core_seconds = [m["core_seconds_total"] for m in members]
+        cost = _cost(sum(m["wall_time_total"] for m in members),
+                     None if None in core_seconds else sum(core_seconds), sum(m["runs"] for m in members))
         lines += ["", f"Best fixed {label} (by validation): {best['variant']}, test top-1 {_fmt(best['test_top1'])}. "
-                  f"Tuning cost of its grid: {len(members)} temperatures, {runs} runs, {hours:.2f} CPU-hours."]
+                  f"Tuning cost of its grid: {len(members)} temperatures, {cost}."]
         for r in adaptive:
             stats = welch(r["chosen_values"], best["chosen_values"])
             t = "n/a (fewer than 2 runs)" if stats is None else f"Welch's t = {stats[0]:+.2f} (df {stats[1]:.1f})"
@@ -284,8 +310,8 @@ def markdown(rows, title="Results", unfinished=(), where=None):
                 f"; paired by seed: {pair[0]:+.2f} +- {pair[1]:.2f} points over {pair[3]} seeds, paired t = "
                 + ("n/a (no spread)" if pair[2] is None else f"{pair[2]:+.2f} (df {pair[3] - 1})"))
             lines.append(f"- {r['variant']} against {best['variant']}: {r['test_top1'][0] - best['test_top1'][0]:+.2f} "
-                         f"points, {t}; one run per seed ({r['wall_time_total'] / 3600:.2f} CPU-hours for "
-                         f"{r['runs']} runs){by_seed}.")
+                         f"points, {t}; one run per seed ("
+                         f"{_cost(r['wall_time_total'], r['core_seconds_total'], r['runs'])}){by_seed}.")
     return "\n".join(lines) + "\n"
 
 

@@ -64,13 +64,30 @@ def test_markdown_names_best_fixed_temperature_welch_and_tuning_cost(sweep):
     assert ("| adaptive_both | 2 | 2 | 43.00 +- 1.41 (chosen on test) | 43.00 +- 1.41 | 43.00 +- 1.41 | 0.600 | "
             "5.50 / 6.50 / 7.50 | 3.00 - 9.00 | 22 |" in text)
     assert "Best fixed raw-logit KD temperature (by validation): kd_T4" in text
-    assert "2 temperatures, 4 runs, 0.02 CPU-hours" in text  # (2 x 20 s + 2 x 24 s) / 3600 s
+    # (2 x 20 s + 2 x 24 s) / 3600 s; no environment.json says on how many CPUs.
+    assert "2 temperatures, 4 runs, 0.02 hours of training (CPU-hours not known" in text
     t, df = report.welch([44.0, 42.0], [40.0, 36.0])
     np.testing.assert_allclose(t, 5.0 / np.sqrt(2.0 / 2 + 8.0 / 2))  # variances 2 and 8 over 2 runs each
     assert f"- adaptive_both against kd_T4: +5.00 points, Welch's t = {t:+.2f} (df {df:.1f})" in text
     # Paired by seed: differences 44 - 40 and 42 - 36, mean 5, std sqrt(2), t = 5 / (sqrt(2) / sqrt(2)).
     assert "paired by seed: +5.00 +- 1.41 points over 2 seeds, paired t = +5.00 (df 1)." in text
     assert "| kd_T4 | 40.00 | 36.00 |" in text and "| adaptive_both | 44.00 | 42.00 |" in text
+
+
+def test_tuning_cost_counts_cpu_hours_from_each_runs_recorded_cpus(sweep):
+    import json
+
+    for run, cores in (("kd_T1_s0", 2), ("kd_T1_s1", 2), ("kd_T4_s0", 4), ("kd_T4_s1", 2),
+                       ("adaptive_both_s0", 2), ("adaptive_both_s1", 2)):
+        # The first record counts (the run's start); a resume on another machine is appended after it.
+        (sweep / run / "environment.json").write_text(json.dumps([{"cpu_cores": cores}, {"cpu_cores": 16}]))
+    text = report.markdown(report.summarize_variants(report.group(report.find_runs(sweep))))
+    # Grid: kd_T1 2 x 20 s x 2 CPUs + kd_T4 24 s x 4 + 24 s x 2 CPUs = 224 CPU-seconds = 0.062 CPU-hours.
+    assert "2 temperatures, 4 runs, 0.02 hours of training (0.06 CPU-hours)." in text
+    assert "one run per seed (2 runs, 0.01 hours of training (0.02 CPU-hours))" in text  # 2 x 22 s x 2 CPUs
+    (sweep / "kd_T4_s1" / "environment.json").write_text(json.dumps([{"cpu_cores": 2, "accelerators": ["GPU:0"]}]))
+    text = report.markdown(report.summarize_variants(report.group(report.find_runs(sweep))))
+    assert "2 temperatures, 4 runs, 0.02 hours of training (CPU-hours not known" in text
 
 
 def test_validation_split_runs_report_test_at_the_chosen_epoch_and_pick_grids_by_validation(tmp_path):
