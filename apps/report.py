@@ -8,10 +8,9 @@ training, stopped or failed (config.json without results.json) are named and lef
 `report.md` (mean +- std over seeds of the test top-1 at the epoch chosen on validation and at the last
 epoch, the best fixed raw-logit and standardized temperatures chosen by validation, Welch's t of each
 adaptive variant against them and its paired t over the seeds both share, a per-seed table, the grids'
-tuning cost in runs, hours of training and CPU-hours, the machines and code the runs trained on) and PNGs: `accuracy.png`
-(test top-1 per epoch),
-`temperature.png` (median and 5-95% band of the per-sample temperature per epoch) and
-`correlation.png` (teacher-student logit correlation per epoch).
+tuning cost in runs, hours of training and CPU-hours, the machines and code the runs trained on) and PNGs:
+`accuracy.png` (test top-1 per epoch), `temperature.png` (median and 5-95% band of the per-sample
+temperature per epoch) and `correlation.png` (teacher-student logit correlation per epoch).
 """
 
 import glob
@@ -74,24 +73,32 @@ def _seed(run):
     return int(match.group(1)) if match else None
 
 
+def _environment(run):
+    """A run's environment.json records (one dict per start or resume): None without the file (older code),
+    [] where it is unreadable (cut short or edited by hand)."""
+    from tfadakd.files import read_json
+    from tfadakd.runs import ENVIRONMENT
+
+    try:
+        records = read_json(os.path.join(run, ENVIRONMENT))
+    except ValueError:
+        return []
+    if records is None:
+        return None
+    return [r for r in records if isinstance(r, dict)] if isinstance(records, list) else []
+
+
 def machines(run_dirs):
     """{description of a machine and code: [run names]}, from each run's environment.json (one record per
     start or resume): a run resumed on another machine is listed under each; a run without the file (older
     code) under "not recorded"."""
-    from tfadakd.files import read_json
-    from tfadakd.runs import ENVIRONMENT
-
     found = {}
     for run in run_dirs:
-        try:
-            records = read_json(os.path.join(run, ENVIRONMENT))
-        except ValueError:  # cut short or edited by hand
-            records = []
+        records = _environment(run)
         if records is None:
             descriptions = ["not recorded (no environment.json)"]
         else:
-            records = records if isinstance(records, list) else []
-            descriptions = list(dict.fromkeys(_machine(r) for r in records if isinstance(r, dict))) or [
+            descriptions = list(dict.fromkeys(_machine(r) for r in records)) or [
                 "not recorded (environment.json unreadable or empty)"]
         for description in descriptions:
             found.setdefault(description, []).append(os.path.basename(os.path.normpath(run)))
@@ -121,14 +128,7 @@ def _machine(record):
 def _cores(run):
     """The logical CPUs a run trained on (its environment.json's first record), or None where that is not
     recorded or the run had an accelerator (CPU-hours would then misstate its cost)."""
-    from tfadakd.files import read_json
-    from tfadakd.runs import ENVIRONMENT
-
-    try:
-        records = read_json(os.path.join(run, ENVIRONMENT))
-    except ValueError:
-        return None
-    record = records[0] if isinstance(records, list) and records and isinstance(records[0], dict) else {}
+    record = (_environment(run) or [{}])[0]
     cores = record.get("cpu_cores")
     return cores if isinstance(cores, int) and cores > 0 and not record.get("accelerators") else None
 
