@@ -19,6 +19,8 @@ per epoch for the whole sweep; `--nosweep_teacher_cache` computes it in every ru
 | `kd_T<t>` | KD at static T=t on raw logits, CE 0.1 + KD 0.9 (RepDistiller); `static_grid` runs every --static_temperatures |
 | `kd_std_T<t>` | logit standardization at a fixed T=t, CE 0.1 + KD 9 (the fair control); `std_grid` runs every --standardized_temperatures |
 | `adaptive_both` / `adaptive_teacher` | the paper: standardization + adaptive temperature, CE 0.1 + KD 9 |
+| `adaptive_c<c>` | `adaptive_both` with the constant (1+sqrt 3)/2 replaced by c; `adaptive_scale_grid` runs every --adaptive_scales |
+| `correlation` | the logit-correlation loss 1 - rho_i (tfadakd.losses.Correlation), CE 0.1 + 8.91 = 9 x 99/100, the adaptive loss's scale on 100 classes |
 | `dkd_T4` | DKD at T=4 on raw logits, CE 1 + DKD 1, --dkd_beta from the flags |
 | `dkd_adaptive` | DKD on standardized logits with the adaptive temperature, CE 1 + DKD 1 |
 """
@@ -38,13 +40,18 @@ import report
 FLAGS = flags.FLAGS
 flags.DEFINE_list("static_temperatures", ["1", "2", "3", "4", "6", "8"], "The static grid on raw logits (static_grid).")
 flags.DEFINE_list("standardized_temperatures", ["1", "2", "3", "4"], "The fixed-T grid on standardized logits (std_grid).")
+flags.DEFINE_list(
+    "adaptive_scales", ["0.306", "0.153"], "The constants c of the adaptive temperature T_i = c max|z| for "
+    "adaptive_scale_grid (the paper's is (1+sqrt 3)/2 = 1.366; 0.306 and 0.153 put the median T near 1 and 0.5 on "
+    "the CIFAR-100 study, where the paper's constant gives 4.46).")
 flags.DEFINE_bool("sweep_teacher_cache", True, "Share one teacher-logit cache (<sweep dir>/teacher_cache) between the "
                   "distillation runs, with one --data_seed for all.")
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds: one run of every variant per seed.")
 flags.DEFINE_list(
     "variants", ["student_alone", "static_grid", "kd_std_T2", "adaptive_both", "adaptive_teacher", "dkd_adaptive"],
     "Variants to run (static_grid expands to kd_T<t> for every --static_temperatures, std_grid to kd_std_T<t> for "
-    "every --standardized_temperatures; dkd_T4 is also available).")
+    "every --standardized_temperatures, adaptive_scale_grid to adaptive_c<c> for every --adaptive_scales; one member "
+    "such as kd_T4, kd_std_T0.5 or adaptive_c0.306 can be named directly; dkd_T4 and correlation are also available).")
 flags.DEFINE_string("sweep_name", None, "Sweep directory name (default: <teacher>_<student>).")
 flags.DEFINE_string(
     "archive_dir", None, "A folder that outlives the machine (a mounted volume, a git checkout): each finished run's "
@@ -53,7 +60,7 @@ flags.DEFINE_string(
     "resumes on a new machine.")
 
 # --dry_run is apps/distill.py's flag: here it prints the runs' commands without running them.
-SWEEP_ONLY = ("static_temperatures", "standardized_temperatures", "sweep_teacher_cache", "seeds", "variants",
+SWEEP_ONLY = ("static_temperatures", "standardized_temperatures", "adaptive_scales", "sweep_teacher_cache", "seeds", "variants",
               "sweep_name", "archive_dir", "dry_run")
 #: What --archive_dir keeps of a finished run: everything the report reads, nothing large.
 ARCHIVED = ("config.json", "metrics.csv", "results.json", "environment.json")
@@ -70,6 +77,8 @@ FIXED = {
                "--student_loss_weight=1", "--distillation_loss_weight=1"],
     "dkd_adaptive": ["--method=dkd", "--temperature=adaptive", "--standardize", "--student_loss_weight=1",
                      "--distillation_loss_weight=1"],
+    "correlation": ["--method=correlation", "--temperature=adaptive", "--standardize", "--student_loss_weight=0.1",
+                    "--distillation_loss_weight=8.91"],
 }
 
 
@@ -84,20 +93,46 @@ def _grid(flag, values):
     return values
 
 
+#: One member of a grid named directly (--variants=kd_T4): prefix -> the flags for value v.
+SINGLE = {
+    "kd_std_T": lambda v: STANDARDIZED + [f"--standardized_base={v}"],
+    "kd_T": lambda v: KD_STATIC + [f"--static_temperature={v}"],
+    "adaptive_c": lambda v: PAPER + ["--temperature_source=both", f"--temperature_options=scale={v}"],
+}
+
+
+def _single(name):
+    """The flags of a variant such as kd_T4, kd_std_T0.5 or adaptive_c0.306, or None if `name` is not one."""
+    for prefix, flags_of in SINGLE.items():
+        if name.startswith(prefix):
+            value = name[len(prefix):]
+            try:
+                if 0 < float(value) < float("inf"):
+                    return flags_of(value)
+            except ValueError:
+                return None
+    return None
+
+
 def variants():
     """[(name, extra flags)] in run order, each name once; exits on an unknown variant or temperature."""
     result = []
     for name in FLAGS.variants:
         if name == "static_grid":
-            result += [(f"kd_T{t}", KD_STATIC + [f"--static_temperature={t}"])
-                       for t in _grid("static_temperatures", FLAGS.static_temperatures)]
+            result += [(f"kd_T{t}", SINGLE["kd_T"](t)) for t in _grid("static_temperatures", FLAGS.static_temperatures)]
         elif name == "std_grid":
-            result += [(f"kd_std_T{t}", STANDARDIZED + [f"--standardized_base={t}"])
+            result += [(f"kd_std_T{t}", SINGLE["kd_std_T"](t))
                        for t in _grid("standardized_temperatures", FLAGS.standardized_temperatures)]
+        elif name == "adaptive_scale_grid":
+            result += [(f"adaptive_c{c}", SINGLE["adaptive_c"](c)) for c in _grid("adaptive_scales", FLAGS.adaptive_scales)]
         elif name in FIXED:
             result.append((name, FIXED[name]))
+        elif _single(name) is not None:
+            result.append((name, _single(name)))
         else:
-            common.fail(f"Unknown variant {name!r}. Valid: static_grid, std_grid, {', '.join(FIXED)}.")
+            common.fail(f"Unknown variant {name!r}. Valid: static_grid, std_grid, adaptive_scale_grid, "
+                        f"{', '.join(FIXED)}, or one grid member: kd_T<t>, kd_std_T<t>, adaptive_c<c> (a positive "
+                        "number, e.g. kd_T4).")
     seen = set()
     return [(n, extra) for n, extra in result if not (n in seen or seen.add(n))]
 

@@ -158,3 +158,33 @@ def test_losses_round_trip_through_config(loss):
     assert type(clone.temperature) is type(loss.temperature)
     assert clone.standardize == loss.standardize
     np.testing.assert_array_equal(clone(t, s).numpy(), loss(t, s).numpy())
+
+
+def test_correlation_loss_equals_one_minus_pearson_and_ignores_standardization():
+    t, s = random_logits(seed=5)
+    expected = 1.0 - ref.pearson(t.astype("float64"), s.astype("float64"))
+    raw = tfadakd.losses.Correlation()(t, s).numpy()
+    standardized = tfadakd.losses.Correlation(AdaptiveMaxLogit(), standardize=True)(t, s).numpy()
+    assert raw.shape == (16,)
+    np.testing.assert_allclose(raw, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(standardized, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(tfadakd.losses.Correlation()(t, 3.0 * t + 1.0).numpy(), 0.0, atol=1e-6)
+    np.testing.assert_allclose(tfadakd.losses.Correlation()(t, -t).numpy(), 2.0, atol=1e-6)
+    assert tfadakd.losses.LOSSES.get("correlation") is tfadakd.losses.Correlation
+
+
+def test_correlation_loss_gradient_equals_finite_differences_of_the_reference():
+    t, s = random_logits(batch=2, classes=7, seed=6)
+    student = tf.Variable(s)
+    with tf.GradientTape() as tape:
+        total = tf.reduce_sum(tfadakd.losses.Correlation()(t, student))
+    got = tape.gradient(total, student).numpy()
+    t64, s64, h = t.astype("float64"), s.astype("float64"), 1e-6
+    numeric = np.zeros_like(s64)
+    for index in np.ndindex(*s64.shape):
+        up, down = s64.copy(), s64.copy()
+        up[index] += h
+        down[index] -= h
+        numeric[index] = (np.sum(1 - ref.pearson(t64, up)) - np.sum(1 - ref.pearson(t64, down))) / (2 * h)
+    np.testing.assert_allclose(got, numeric, rtol=1e-3, atol=1e-5)
+

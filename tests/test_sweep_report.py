@@ -155,8 +155,25 @@ def test_sweep_dry_run_plans_every_variant_and_seed(tmp_path):
     assert all(f"--teacher_path={tmp_path}/cifar10/resnet32x4/teacher.keras" in c for c in commands)
 
 
+def test_sweep_plans_the_scale_grid_the_correlation_loss_and_grid_members_named_directly(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "apps" / "sweep.py"), "--dry_run", "--seeds=0", "--adaptive_scales=0.306,0.153",
+         "--variants=adaptive_scale_grid,correlation,kd_T4,kd_std_T0.5", f"--output_dir={tmp_path}"],
+        capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    commands = proc.stdout.strip().splitlines()
+    assert [c.rsplit("/", 1)[-1] for c in commands] == [
+        "adaptive_c0.306_s0", "adaptive_c0.153_s0", "correlation_s0", "kd_T4_s0", "kd_std_T0.5_s0"]
+    assert "--temperature_options=scale=0.306" in commands[0] and "--temperature=adaptive" in commands[0]
+    assert "--temperature_options=scale=0.153" in commands[1] and "--distillation_loss_weight=9" in commands[1]
+    assert "--method=correlation" in commands[2] and "--distillation_loss_weight=8.91" in commands[2]
+    assert "--static_temperature=4" in commands[3] and "--nostandardize" in commands[3]
+    assert "--standardized_base=0.5" in commands[4]
+
+
 def test_sweep_rejects_unknown_variants_and_bad_temperatures(tmp_path):
-    for args, message in ((["--variants=magic"], "Unknown variant 'magic'"), (["--static_temperatures=-1"], "positive")):
+    for args, message in ((["--variants=magic"], "Unknown variant 'magic'"), (["--static_temperatures=-1"], "positive"),
+                          (["--variants=kd_Tinf"], "one grid member: kd_T<t>")):
         proc = subprocess.run([sys.executable, str(REPO / "apps" / "sweep.py"), "--dry_run", *args],
                               capture_output=True, text=True, cwd=REPO, timeout=120)
         assert proc.returncode == 2 and message in proc.stderr

@@ -199,8 +199,39 @@ class DKD(DistillationLoss):
         }
 
 
+@keras.saving.register_keras_serializable(package="tfadakd")
+class Correlation(DistillationLoss):
+    """The logit-correlation loss: `1 - rho_i`, rho_i the Pearson correlation of the two logit vectors.
+
+    The adaptive temperature's paper argues that at its temperature `T_i^2 KL ~ ((N-1)/N) (1 - rho_i)`
+    (`docs/method.md` section 3); this loss trains on the right-hand side directly, so that a study can
+    tell whether the adaptive method is a correlation loss in disguise. Pearson's correlation is invariant
+    to shifting and scaling each vector, so `standardize` changes nothing (beyond rounding) and no
+    temperature enters the loss: the scheme is still computed and logged (with
+    `temperature="adaptive", standardize=True` the logs show the temperature the adaptive method would
+    have used). To match the adaptive loss's scale, weigh it by `w_kd * (N - 1) / N` (8.91 for weight 9
+    and 100 classes).
+
+    Arguments:
+        temperature: a scheme, a number or a scheme name; logged only (default 1.0).
+        standardize: z-score the logits first; no effect on the value.
+
+    Example:
+
+    >>> loss = tfadakd.losses.Correlation()
+    >>> loss(teacher_logits, student_logits)   # (batch,), 1 - rho_i, in [0, 2]
+    """
+
+    def __init__(self, temperature=1.0, standardize=False, **kwargs):
+        super().__init__(temperature=temperature, standardize=standardize, **kwargs)
+
+    def compute(self, teacher_logits, student_logits, temperature, student_temperature, labels, epoch):
+        return 1.0 - F.logit_correlation(teacher_logits, student_logits)
+
+
 LOSSES.register("kd", KD)
 LOSSES.register("dkd", DKD)
+LOSSES.register("correlation", Correlation)
 
 
 def get(identifier):
