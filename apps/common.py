@@ -196,9 +196,11 @@ def train_model(config, strategy, data, model_name, run_dir, epochs, learning_ra
     results = fit_run(model, data.train, data.validation, run_dir, epochs, config=run_config,
                       verbose=config.verbose, test_data=data.reported_test, callbacks=list(callbacks))
     if save_path:
+        from tfadakd.files import save_model
+
         try:
             os.makedirs(os.path.dirname(os.path.abspath(save_path)), exist_ok=True)
-            tfadakd.callbacks.atomic_save(model.save, save_path)
+            save_model(model, save_path)
         except OSError as error:
             fail(f"{error}\nThe run itself is complete in {run_dir}; fix the folder or free disk "
                  "space and rerun the same command to write the model.")

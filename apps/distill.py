@@ -138,13 +138,17 @@ def load_teacher(path, unsafe=False):
 
     verify_shipped(path)
     try:
-        return keras.models.load_model(path, safe_mode=not unsafe)
+        teacher = keras.models.load_model(path, safe_mode=not unsafe)
     except Exception as error:  # noqa: BLE001 - any failure to read the file is reported the same way
         common.fail(
             f"Cannot load the teacher from {path}: {common.load_error(path, error)}\nThe file may be truncated, "
             "not a .keras model, or (with a Lambda layer) refused by Keras' safe mode; retrain it with "
             "apps/train_teacher.py, delete it to have it retrained here, or pass --unsafe_teacher for a file you trust."
         )
+    from tfadakd.models import fuse_batch_norm
+
+    fuse_batch_norm(teacher)  # the file names the zoo's fused batch norms as Keras' own (portable files)
+    return teacher
 
 
 def import_plugins(modules):

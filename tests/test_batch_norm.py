@@ -91,52 +91,71 @@ def test_zoo_uses_it_and_round_trips(tmp_path):
     path = str(tmp_path / "m.keras")
     model.save(path)
     loaded = keras.models.load_model(path)
-    assert isinstance(loaded.get_layer(bn[0].name), FusedBatchNormalization)
+    assert type(loaded.get_layer(bn[0].name)) is keras.layers.BatchNormalization  # the file names Keras' class
     x = np.random.default_rng(3).normal(size=(2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(model.predict(x, verbose=0), loaded.predict(x, verbose=0), rtol=1e-4, atol=1e-4)
+    assert tfadakd.models.fuse_batch_norm(loaded) == len(bn)
+    assert all(type(loaded.get_layer(layer.name)) is FusedBatchNormalization for layer in bn)
     np.testing.assert_array_equal(model.predict(x, verbose=0), loaded.predict(x, verbose=0))
 
 
-def test_synchronize_batch_norm_on_a_zoo_model_uses_keras_synchronized_path():
-    model = tfadakd.distribute.synchronize_batch_norm(tfadakd.models.build("resnet8"))
-    bn = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
-    assert bn and all(layer.synchronized for layer in bn)
-    x = tf.zeros((2, 32, 32, 16))
-    assert not any(layer._fusable(x, None) for layer in bn if isinstance(layer, FusedBatchNormalization))
+PLAIN_KERAS = """
+import sys
+sys.modules["tfadakd"] = None  # any import of tfadakd fails: a process without it
+import keras, numpy as np
+x = np.load(sys.argv[1])
+for path in sys.argv[2:]:
+    np.save(path + ".npy", keras.models.load_model(path).predict(x, verbose=0))
+"""
 
 
-class _NoTensorFlow:
-    """Stands in for the `tf` module of batch_norm.py: any use of it fails the test."""
+def test_files_written_by_tfadakd_load_in_plain_keras_with_the_same_predictions(tmp_path):
+    """Every .keras a run writes (the teacher, student_best / _final) and the shipped teacher load with
+    keras.models.load_model in a process that cannot import tfadakd."""
+    import subprocess
+    import sys
+    from pathlib import Path
 
-    def __getattr__(self, name):
-        raise AssertionError(f"tf.{name} was used although the Keras backend is not TensorFlow")
-
-
-def _spy_on_keras_call(monkeypatch):
-    calls = []
-
-    def keras_call(self, inputs, training=None, mask=None):
-        calls.append(inputs)
-        return "keras"
-
-    monkeypatch.setattr(keras.layers.BatchNormalization, "call", keras_call)
-    return calls
-
-
-def test_other_backends_reach_the_keras_fallback_without_any_tensorflow_op(monkeypatch):
-    layer = FusedBatchNormalization()
-    layer.build((2, 4, 4, 3))
-    calls = _spy_on_keras_call(monkeypatch)
-    monkeypatch.setattr(batch_norm_module.keras.backend, "backend", lambda: "jax")
-    monkeypatch.setattr(batch_norm_module, "tf", _NoTensorFlow())
-    x = np.zeros((2, 4, 4, 3), "float32")  # 4-D float32 NHWC: would be fused on TensorFlow
-    for training in (True, False):
-        assert layer.call(x, training=training) == "keras"
-    assert len(calls) == 2 and all(inputs is x for inputs in calls)  # handed over untouched
+    shipped = Path(__file__).resolve().parents[1] / "saved_models" / "cifar100" / "resnet32" / "teacher.keras"
+    student = tfadakd.models.build("resnet8", num_classes=10)
+    x = np.random.default_rng(4).normal(size=(3, 32, 32, 3)).astype("float32")
+    student(x, training=True)  # moving statistics away from their initial values
+    student.compile(optimizer=tfadakd.optimizers.SGD(0.1, momentum=0.9, weight_decay=5e-4), loss="mse")
+    tfadakd.files.save_model(student, str(tmp_path / "student_best.keras"))  # as the runs write theirs
+    assert student.compiled and isinstance(student.optimizer, tfadakd.optimizers.SGD)  # left as it was
+    np.save(tmp_path / "x.npy", x)
+    paths = [str(tmp_path / "student_best.keras"), str(shipped)]
+    proc = subprocess.run([sys.executable, "-c", PLAIN_KERAS, str(tmp_path / "x.npy"), *paths],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    teacher = keras.models.load_model(shipped)
+    tfadakd.models.fuse_batch_norm(teacher)
+    for model, path in ((student, paths[0]), (teacher, paths[1])):
+        np.testing.assert_allclose(np.load(path + ".npy"), model.predict(x, verbose=0), rtol=1e-3, atol=1e-3)
 
 
-def test_the_tensorflow_backend_takes_the_fused_kernel_not_the_fallback(monkeypatch):
-    layer = FusedBatchNormalization()
-    layer.build((2, 4, 4, 3))
-    calls = _spy_on_keras_call(monkeypatch)
-    out = layer.call(np.ones((2, 4, 4, 3), "float32"), training=True)
-    assert calls == [] and tuple(out.shape) == (2, 4, 4, 3)
+def test_files_that_name_the_fused_class_still_load(tmp_path):
+    """.keras files written by tfadakd 0.1 (a layer class of its own) keep loading inside tfadakd, and are
+    portable once their layers are fused again and saved."""
+    model = tfadakd.models.build("resnet8", num_classes=10)
+    assert tfadakd.models.fuse_batch_norm(model) == 0  # the zoo builds them fused
+    count = 0
+    for layer in model.layers:
+        if isinstance(layer, FusedBatchNormalization):
+            layer.__class__ = batch_norm_module.FusedBatchNormalization_  # how 0.1 built and saved them
+            count += 1
+    model.save(tmp_path / "old.keras")
+    assert b"tfadakd>FusedBatchNormalization" in zipfile_member(tmp_path / "old.keras", "config.json")
+    loaded = keras.models.load_model(tmp_path / "old.keras")
+    x = np.random.default_rng(5).normal(size=(2, 32, 32, 3)).astype("float32")
+    np.testing.assert_array_equal(model.predict(x, verbose=0), loaded.predict(x, verbose=0))
+    assert tfadakd.models.fuse_batch_norm(loaded) == count > 0
+    loaded.save(tmp_path / "new.keras")
+    assert b"tfadakd" not in zipfile_member(tmp_path / "new.keras", "config.json")
+
+
+def zipfile_member(path, name):
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        return archive.read(name)

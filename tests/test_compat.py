@@ -193,3 +193,29 @@ def test_weights_to_bytes_is_what_save_weights_writes(tmp_path):
         for a, b in zip(model.weights + model.optimizer.variables, other.weights + other.optimizer.variables):
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=f"{a.path} not restored")
         assert int(other.optimizer.iterations) == 1
+
+
+def test_serialize_as_public_names_a_subclass_as_the_keras_class():
+    class Wide(keras.layers.Dense):
+        pass
+
+    with relied_upon("keras.src.api_export.REGISTERED_OBJS_TO_NAMES", "serialize_as_public"):
+        _compat.serialize_as_public(Wide, "keras.layers.Dense")
+        config = keras.saving.serialize_keras_object(Wide(3))
+        assert (config["module"], config["class_name"], config["registered_name"]) == ("keras.layers", "Dense", None)
+        assert type(keras.saving.deserialize_keras_object(config)) is keras.layers.Dense
+
+
+def test_uncompiled_saves_no_compile_state_and_restores_it(tmp_path):
+    import zipfile
+
+    model = mlp()
+    model.compile(optimizer="sgd", loss="mse")
+    optimizer = model.optimizer
+    with relied_upon("Trainer.compiled", "uncompiled"):
+        with _compat.uncompiled(model):
+            model.save(tmp_path / "m.keras")
+        with zipfile.ZipFile(tmp_path / "m.keras") as archive:
+            assert not json.loads(archive.read("config.json")).get("compile_config")
+        assert model.compiled and model.optimizer is optimizer
+        assert not keras.models.load_model(tmp_path / "m.keras").compiled

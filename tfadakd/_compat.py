@@ -152,3 +152,52 @@ def weights_to_bytes(model):
     finally:
         store.close()
     return buffer.getvalue()
+
+
+def serialize_as_public(cls, public_name):
+    """Makes `.keras` files name instances of `cls` as the public Keras class `public_name`.
+
+    `tfadakd.models.FusedBatchNormalization` computes exactly what `keras.layers.BatchNormalization`
+    computes, with the same arguments and weights; written under the public name, a model of the zoo loads
+    with plain `keras.models.load_model` in a process without tfadakd (a colleague's, a serving stack's).
+    Loading gives the public class; `tfadakd.models.fuse_batch_norm` brings the fused kernel back.
+
+    Relies on: `keras.src.api_export.REGISTERED_OBJS_TO_NAMES` (class -> exported name), which
+    `serialization_lib.serialize_with_public_class` reads to write `module` and `class_name` of a built-in
+    class. Only the class -> name direction is set, so the public name still deserializes to the public
+    class. Checked on Keras 3.15.
+    """
+    from keras.src import api_export
+
+    api_export.REGISTERED_OBJS_TO_NAMES[cls] = public_name
+
+
+def uncompiled(model):
+    """A context in which `model.save` writes no compile state (optimizer, loss, metrics).
+
+    A compiled model's `.keras` file names its optimizer's class; tfadakd's PyTorch-semantics
+    `tfadakd.optimizers.SGD` cannot be found where tfadakd is not installed, and Keras then refuses the
+    whole file. The models that runs write are for inference and distillation (training resumes from
+    checkpoints, not from these files), so they are written without it.
+
+    Relies on: `Trainer.compiled` (keras/src/trainers/trainer.py), which `get_compile_config` reads
+    (it returns `{}` when False, and saving then writes no `compile_config`); the optimizer's state is
+    then left out too. Checked on Keras 3.15.
+    """
+    import contextlib
+
+    @contextlib.contextmanager
+    def context():
+        compiled = getattr(model, "compiled", False)
+        optimizer = getattr(model, "optimizer", None)
+        model.compiled = False
+        if compiled:
+            model.optimizer = None
+        try:
+            yield model
+        finally:
+            model.compiled = compiled
+            if compiled:
+                model.optimizer = optimizer
+
+    return context()

@@ -27,6 +27,7 @@ from tfadakd.files import (  # noqa: F401 - public here too, as before they move
     read_json,
     refuse_non_finite,
     remove_stale_temporaries,
+    save_model,
 )
 
 
@@ -67,10 +68,10 @@ class SaveModel(keras.callbacks.Callback):
         refuse_non_finite(model, paths or "the model", epoch, "the previous versions are kept.",
                           nan_policy=getattr(self.model, "nan_policy", None))
         if self.last_path:
-            atomic_save(model.save, self.last_path)
+            save_model(model, self.last_path)
         value = (logs or {}).get(self.monitor)
         if self.best_path and value is not None and math.isfinite(value) and self._improved(value):
-            atomic_save(model.save, self.best_path)
+            save_model(model, self.best_path)
             self.best, self.best_epoch = float(value), epoch
             atomic_write_json(f"{self.best_path}.json", {"monitor": self.monitor, "value": self.best, "epoch": epoch})
 

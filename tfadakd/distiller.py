@@ -17,6 +17,7 @@ from tfadakd import functional as F
 from tfadakd import input_checks
 from tfadakd import losses as losses_lib
 from tfadakd import step_guard
+from tfadakd.models.batch_norm import fuse_batch_norm
 from tfadakd.step_guard import NAN_POLICIES, NonFiniteError  # noqa: F401  (public here too)
 
 #: Names of the values the Distiller logs during training, besides the compiled metrics.
@@ -406,4 +407,6 @@ class Distiller(keras.Model):
         config = dict(config)
         for key in ("student", "teacher", "distillation_loss"):
             config[key] = keras.saving.deserialize_keras_object(config[key])
+        for key in ("student", "teacher"):  # the file names the fused batch norms as Keras' own
+            fuse_batch_norm(config[key])
         return cls(**config)

@@ -10,7 +10,7 @@ Example:
 from tfadakd import files
 
 files.atomic_write_json("run/results.json", {"top1": 71.2})
-files.atomic_save(model.save, "run/student.keras")
+files.save_model(model, "run/student.keras")       # atomic, loads without tfadakd
 digest = files.file_sha256("run/student.keras")
 ```
 """
@@ -77,6 +77,24 @@ def _json_default(value):
     if isinstance(value, (np.generic,)):
         return value.item()
     raise TypeError(f"Cannot serialize {type(value).__name__} to JSON.")
+
+
+def save_model(model, path):
+    """Writes `model` to the `.keras` file `path` atomically, without its compile state, so that the
+    file loads with plain `keras.models.load_model` where tfadakd is not installed.
+
+    A compiled model's file names its optimizer (tfadakd's `SGD`, which plain Keras cannot find) and
+    holds its slots; runs resume from checkpoints, never from these files, so they leave both out.
+    The zoo's batch-norm layers are written as Keras' own (`tfadakd.models.FusedBatchNormalization`).
+
+    Example:
+
+    >>> save_model(student, "run/student_best.keras")
+    """
+    from tfadakd import _compat
+
+    with _compat.uncompiled(model):
+        atomic_save(model.save, path)
 
 
 def atomic_save(save_fn, path):

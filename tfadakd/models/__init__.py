@@ -59,7 +59,7 @@ import keras
 from tfadakd.models._registry import MODELS
 from tfadakd.models import imagenet_resnet, mobilenetv2, resnet, resnetv2, shufflenet, vgg, wrn  # noqa: F401 (register)
 from tfadakd.models._common import ChannelShuffle, ChannelSlice, GroupedConv2D
-from tfadakd.models.batch_norm import FusedBatchNormalization
+from tfadakd.models.batch_norm import FusedBatchNormalization, fuse_batch_norm
 
 __all__ = [
     "MODELS",
@@ -73,6 +73,7 @@ __all__ = [
     "ChannelSlice",
     "GroupedConv2D",
     "FusedBatchNormalization",
+    "fuse_batch_norm",
 ]
 
 #: Standard feature names, in network order, returned by default by `feature_extractor`.

@@ -5,14 +5,15 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from tfadakd import _compat
+
 
 # cuDNN's lower bound, which tf.nn.fused_batch_norm applies too: PyTorch's 1e-5 becomes 1.001e-5 (a
 # change of about 1e-8 in the normalizer).
 MIN_EPSILON = 1.001e-5
 
 
-@keras.saving.register_keras_serializable(package="tfadakd")
-class FusedBatchNormalization(keras.layers.BatchNormalization):
+class BatchNormalization(keras.layers.BatchNormalization):
     """`keras.layers.BatchNormalization` computed by TensorFlow's fused kernel (`FusedBatchNormV3`).
 
     Keras 3 normalizes with separate element-wise ops (moments, subtract, multiply, ...) and, under a
@@ -28,6 +29,12 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     axis with `center` and `scale` on, on the TensorFlow backend; anything else (masks, `renorm`,
     `synchronized=True`, other axes or ranks, another Keras backend) falls back to the Keras
     implementation, which receives the inputs untouched (on another backend no TensorFlow op runs).
+
+    Public as `tfadakd.models.FusedBatchNormalization`; its class name is Keras' own, and saved files
+    name it `keras.layers.BatchNormalization` (it has no state or argument of its own; Keras keys the
+    weights in a `.keras` file by the class name), so that a model of the zoo loads with plain
+    `keras.models.load_model` where tfadakd is not installed. `fuse_batch_norm` turns the loaded layers
+    back into this class.
 
     Example:
 
@@ -77,3 +84,46 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
                 epsilon=epsilon, data_format="NHWC", is_training=False,
             )[0]
         return tf.cast(outputs, self.compute_dtype)
+
+
+FusedBatchNormalization = BatchNormalization
+_compat.serialize_as_public(FusedBatchNormalization, "keras.layers.BatchNormalization")
+
+
+@keras.saving.register_keras_serializable(package="tfadakd", name="FusedBatchNormalization")
+class FusedBatchNormalization_(FusedBatchNormalization):  # noqa: N801
+    """The class that `.keras` files written by tfadakd 0.1 name (`tfadakd>FusedBatchNormalization`),
+    so that they still load; `fuse_batch_norm` turns it into the current class, whose files load
+    without tfadakd."""
+
+
+FusedBatchNormalization_.__name__ = FusedBatchNormalization_.__qualname__ = "FusedBatchNormalization"
+
+
+def _layers(model):
+    for layer in getattr(model, "layers", []):
+        yield layer
+        yield from _layers(layer)
+
+
+def fuse_batch_norm(model):
+    """Turns every `keras.layers.BatchNormalization` of `model` (nested models included), and the layers
+    of files written by tfadakd 0.1, into `FusedBatchNormalization`, in place; returns how many it turned.
+
+    A `.keras` file names the zoo's batch norms as Keras' own class (so that it loads without tfadakd);
+    tfadakd calls this after loading a teacher or a `Distiller`, so that they run the fused kernel again.
+    The weights, arguments and results are unchanged (the layer adds no state; only its `call` differs).
+
+    Example:
+
+    ```python
+    teacher = keras.models.load_model("teacher.keras")
+    tfadakd.models.fuse_batch_norm(teacher)
+    ```
+    """
+    turned = 0
+    for layer in _layers(model):
+        if type(layer) in (keras.layers.BatchNormalization, FusedBatchNormalization_):
+            layer.__class__ = FusedBatchNormalization
+            turned += 1
+    return turned
