@@ -54,9 +54,15 @@ class Config:
 
 
 def build_model(config, name, num_classes, input_shape=(32, 32, 3)):
-    """A zoo model, with synchronized batch norm if --sync_batch_norm; exits on an unknown name."""
+    """A zoo model, with synchronized batch norm if --sync_batch_norm; exits on an unknown name.
+
+    The random state is set from --seed first, so that a model's initial weights depend only on the seed
+    and the model, not on what ran before in the process (a teacher trained first, say)."""
+    import keras
+
     import tfadakd
 
+    keras.utils.set_random_seed(config.seed)
     try:
         model = tfadakd.models.build(name, num_classes=num_classes, input_shape=tuple(input_shape))
     except ValueError as error:
@@ -139,7 +145,27 @@ RESUMABLE_CHANGES = ("epochs", "verbose", "data_dir", "manual_dir", "output_dir"
                      "unsafe_teacher", "strategy", "num_devices", "scale_lr", "jit_compile", "test_examples",
                      # The data's description: follows from --dataset, --preprocessing and --image_size (compared
                      # themselves); runs from before it was recorded resume.
-                     "data")
+                     "data",
+                     # What the training examples are (files, version): compared by check_same_data, which names
+                     # the change; runs from before it was recorded resume.
+                     "training_data")
+
+
+def check_same_data(run_dir, config):
+    """Exits when `run_dir` was started on other training examples than `config["training_data"]` (a folder
+    whose files changed, another tfds version): resuming would mix two data sets in one run."""
+    from tfadakd.data.identity import describe_data_change
+    from tfadakd.files import read_json
+    from tfadakd.runs import CONFIG, comparable
+
+    recorded = read_json(os.path.join(run_dir, CONFIG), {})
+    old = recorded.get("training_data") if isinstance(recorded, dict) else None
+    new = (config or {}).get("training_data")
+    if old is None or new is None or comparable(old) == comparable(new):
+        return
+    fail(f"{run_dir} was started on other training examples ({describe_data_change(old, new)}). "
+         "Its epochs so far saw the data as it was; nothing was trained or overwritten. Restore the data, or start "
+         "a new run (--run_name or --output_dir).")
 
 
 def training_config(config, model, **overrides):
@@ -157,6 +183,7 @@ def fit_run(*args, **kwargs):
     import tfadakd
 
     kwargs.setdefault("may_change", RESUMABLE_CHANGES)
+    check_same_data(args[3] if len(args) > 3 else kwargs["run_dir"], kwargs.get("config"))
     try:
         return tfadakd.runs.fit_run(*args, **kwargs)
     except (tfadakd.callbacks.CheckpointError, tfadakd.runs.RunConflictError, tfadakd.distiller.NonFiniteError,
@@ -184,7 +211,7 @@ def train_model(config, strategy, data, model_name, run_dir, epochs, learning_ra
 
     import tfadakd
 
-    run_config = {**run_config, "data": data.description}
+    run_config = {**run_config, "data": data.description, "training_data": data.train.description}
     with strategy.scope():
         model = build_model(config, model_name, data.num_classes, data.image_shape)
         model.compile(
@@ -341,7 +368,7 @@ def device_description():
 
 
 def dataset_dir(config):
-    """The data set's folder name in <output_dir>/<dataset>/<run>: --dataset itself, folder_<basename> for
+    """The data set's folder name in <output_dir>/<dataset>/<run>: --dataset itself, folder_<basename>_<hash> for
     folder:PATH (the full path is in each run's config.json)."""
     import tfadakd
 

@@ -235,6 +235,26 @@ def teacher_file(config, strategy, data, callbacks=()):
     return teacher_path
 
 
+def check_teacher_data(teacher_path, train):
+    """Exits when the teacher was trained by the apps on the same data set, path and split as this run's
+    training data, but on other files (its config.json records them): a folder changed since, and the
+    teacher no longer matches it. A teacher trained on other data or another split (given on purpose with
+    --teacher_path) is not compared."""
+    from tfadakd.data.identity import describe_data_change
+    from tfadakd.files import read_json
+    from tfadakd.runs import comparable
+
+    recorded = read_json(os.path.join(os.path.dirname(os.path.abspath(teacher_path)), "config.json"), {})
+    old = recorded.get("training_data") if isinstance(recorded, dict) else None
+    new = train.description
+    if not isinstance(old, dict) or any(old.get(k) != new.get(k) for k in ("dataset", "path", "split")):
+        return
+    if comparable(old) != comparable(new):
+        common.fail(f"The teacher {teacher_path} was trained on {new.get('dataset')} {new.get('split')} as it was "
+                    f"then; the data has changed since ({describe_data_change(old, new)}). Retrain the teacher "
+                    "(delete its folder to have it retrained here) or restore the data.")
+
+
 def cached_teacher_logits(config, teacher, train):
     """`train` carrying the teacher's logits from --teacher_cache, built first where epochs are missing."""
     from tfadakd import teacher_cache
@@ -293,7 +313,7 @@ def distill(config, strategy, data, teacher_path, run_dir, callbacks=()):
         distiller, data.train, data.validation, run_dir, config.epochs, model_to_save=student,
         # The teacher file's digest: a resume with a changed teacher file is refused (fit_run compares configs).
         config={"teacher_path": teacher_path, "teacher_sha256": tfadakd.callbacks.file_sha256(teacher_path),
-                **config.as_dict(), "data": data.description},
+                **config.as_dict(), "data": data.description, "training_data": data.train.description},
         verbose=config.verbose,
         test_data=data.reported_test, callbacks=list(callbacks),
     )
@@ -416,6 +436,7 @@ def main(argv):
                              "run": run_dir}], "Finished")
         return
     teacher_path = teacher_file(config, strategy, data, track("teacher", config.teacher_epochs or config.epochs))
+    check_teacher_data(teacher_path, data.train)
     run_dir = common.run_dir(config, default_run_name(config))
     results, teacher = distill(config, strategy, data, teacher_path, run_dir, track("distillation", config.epochs))
 

@@ -375,3 +375,20 @@ def test_export_of_a_damaged_run_directory_exits_2_naming_the_file(teacher, tmp_
     assert f"Cannot load the student {run / 'student_best.keras'}" in proc.stderr
     assert "not a readable .keras archive: it is truncated or damaged" in proc.stderr
     assert "--student_file=final" in proc.stderr and not (run / "export.json").exists()
+
+
+def test_the_student_is_the_same_whether_its_teacher_was_trained_in_the_process_or_loaded(tfds_data_dir, tmp_path):
+    """The same command twice: the first trains the missing teacher, then distils; the second finds the
+    teacher and only distils. The students are identical, bit for bit."""
+    args = ["--teacher=resnet8", "--student=resnet8", "--epochs=1", "--teacher_epochs=1", f"--output_dir={tmp_path}",
+            *TINY]
+    first = run_app("distill.py", *args, "--run_name=first", data_dir=tfds_data_dir)
+    assert first.returncode == 0 and "not found: training resnet8" in first.stdout, first.stderr[-3000:]
+    second = run_app("distill.py", *args, "--run_name=second", data_dir=tfds_data_dir)
+    assert second.returncode == 0 and "not found" not in second.stdout, second.stderr[-3000:]
+    import keras
+
+    students = [keras.models.load_model(tmp_path / "cifar10" / name / "student_final.keras") for name in ("first", "second")]
+    assert len(students[0].weights) == len(students[1].weights) > 0
+    for a, b in zip(students[0].weights, students[1].weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)

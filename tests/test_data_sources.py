@@ -15,7 +15,7 @@ tfds = pytest.importorskip("tensorflow_datasets")
 keras = pytest.importorskip("keras")
 
 from tfadakd import data  # noqa: E402
-from tfadakd.data import folder, imagenet_preprocessing  # noqa: E402
+from tfadakd.data import directory_name, folder, imagenet_preprocessing  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSES = ("cat", "dog", "fox")
@@ -57,8 +57,8 @@ def app_run(image_folder, tmp_path_factory):
 # ------------------------------------------------------------------------------------------ the app
 def test_app_trains_teacher_and_student_under_a_safe_folder_name(app_run, image_folder):
     out, proc = app_run
-    runs = out / "folder_pets"
-    assert (runs / "resnet8" / "teacher.keras").is_file()
+    runs = out / directory_name(f"folder:{image_folder}")  # folder_pets_<8 hex digits of the path>
+    assert runs.name.startswith("folder_pets_") and (runs / "resnet8" / "teacher.keras").is_file()
     run = runs / "resnet8_from_resnet8_kd_adaptive_std_s0"
     assert json.loads((run / "results.json").read_text())["epochs"] == 1
     config = json.loads((run / "config.json").read_text())
@@ -74,7 +74,7 @@ def test_app_trains_teacher_and_student_under_a_safe_folder_name(app_run, image_
 
 def test_int8_export_through_the_app_reads_the_folder_it_trained_on(app_run, image_folder):
     out, _ = app_run  # --export_tflite=none,int8: test and calibration images from the run's config.json "data"
-    run = out / "folder_pets" / "resnet8_from_resnet8_kd_adaptive_std_s0"
+    run = out / directory_name(f"folder:{image_folder}") / "resnet8_from_resnet8_kd_adaptive_std_s0"
     report = json.loads((run / "export.json").read_text())
     assert report["dataset"] == f"folder:{image_folder}" and report["preprocessing"] == "imagenet"
     assert report["image_size"] == SIZE and report["test_split"] == "validation" and report["test_examples"] == 3
@@ -240,3 +240,63 @@ def test_imagenet2012_pipeline_on_mock_data(tmp_path):
     assert sum(len(x) for x in first) == 6
     for a, b in zip(first, second):
         np.testing.assert_array_equal(a, b)
+
+
+# ------------------------------------------------------------------------------------------ data identity
+def swap_two_images(root):
+    """Moves one image of cat/ to dog/ and one of dog/ to cat/: the same classes and counts, other files."""
+    os.rename(root / "cat" / "0.jpg", root / "cat" / "moved.jpg")
+    os.rename(root / "dog" / "0.jpg", root / "cat" / "0.jpg")
+    os.rename(root / "cat" / "moved.jpg", root / "dog" / "0.jpg")
+
+
+def test_a_cache_built_on_a_folder_is_refused_once_two_images_swap_classes(tmp_path):
+    from tfadakd.teacher_cache import CacheMismatchError, TeacherCache
+
+    root = write_images(tmp_path / "pets")
+    dataset = data.open_dataset(f"folder:{root}", image_size=SIZE)
+    before = dataset.epochs("train", batch_size=8, data_seed=0)
+    teacher = keras.Sequential([keras.Input((SIZE, SIZE, 3)), keras.layers.GlobalAveragePooling2D(),
+                                keras.layers.Dense(3)])
+    cache = TeacherCache(tmp_path / "cache").build(teacher, before, 1, verbose=0)
+    swap_two_images(root)
+    after = data.open_dataset(f"folder:{root}", image_size=SIZE).epochs("train", batch_size=8, data_seed=0)
+    assert before.num_examples == after.num_examples  # what the manifest used to compare: unchanged
+    old, new = before.description["examples"], after.description["examples"]
+    assert old != new and set(old["classes"]) == set(CLASSES) and old["classes"]["fox"] == new["classes"]["fox"]
+    with pytest.raises(CacheMismatchError, match="other files.*class cat: files replaced, moved or modified; "
+                                                 "class dog: files replaced, moved or modified"):
+        cache.build(teacher, after, 1, verbose=0)
+    (root / "fox" / "new.png").write_bytes((root / "fox" / "1.png").read_bytes())  # one more image
+    grown = data.open_dataset(f"folder:{root}", image_size=SIZE).epochs("train", batch_size=8, data_seed=0)
+    assert "class fox: 7 -> 8 files" in data.identity.describe_change(new, grown.description["examples"])
+    assert directory_name(f"folder:{root}") != directory_name(f"folder:{tmp_path / 'other' / 'pets'}")
+
+
+def test_a_resume_or_a_teacher_on_changed_files_is_refused_naming_the_change(tmp_path):
+    """A teacher trained by the apps on a folder; then two images swap classes: resuming the teacher's run and
+    distilling from it both exit 2 naming the classes, and nothing is trained."""
+    root = write_images(tmp_path / "pets")
+    out = tmp_path / "runs"
+    common = [f"--dataset=folder:{root}", f"--image_size={SIZE}", "--batch_size=8", "--lr_milestones=1",
+              "--verbose=0", f"--output_dir={out}"]
+
+    def run(app, *args):
+        return subprocess.run([sys.executable, str(REPO / "apps" / app), *common, *args], capture_output=True,
+                              text=True, timeout=600, cwd=REPO, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+
+    proc = run("train_teacher.py", "--model=resnet8", "--epochs=1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    teacher_dir = out / directory_name(f"folder:{root}") / "resnet8"
+    recorded = json.loads((teacher_dir / "config.json").read_text())["training_data"]
+    assert recorded["examples"]["classes"]["cat"][0] == 7  # 8 images, one held out for validation
+    swap_two_images(root)
+    metrics = (teacher_dir / "metrics.csv").read_text()
+    proc = run("train_teacher.py", "--model=resnet8", "--epochs=2")
+    assert proc.returncode == 2 and "started on other training examples" in proc.stderr, proc.stderr[-3000:]
+    assert "class cat: files replaced, moved or modified" in proc.stderr
+    assert (teacher_dir / "metrics.csv").read_text() == metrics
+    assert json.loads((teacher_dir / "config.json").read_text())["training_data"] == recorded  # the record kept
+    proc = run("distill.py", "--teacher=resnet8", "--student=resnet8", "--epochs=1")
+    assert proc.returncode == 2 and "the data has changed since" in proc.stderr, proc.stderr[-3000:]
+    assert "class dog: files replaced, moved or modified" in proc.stderr

@@ -127,7 +127,8 @@ def test_two_workers_through_apps_distill_on_an_image_folder_end_with_identical_
         for process in processes:
             if process.poll() is None:
                 process.kill()
-    runs = [tmp_path / f"worker{i}" / "folder_pets" / "resnet8_from_resnet8_kd_adaptive_std_s0" for i in range(2)]
+    folder = next((tmp_path / "worker0").glob("folder_pets_*")).name  # folder_pets_<8 hex digits of the path>
+    runs = [tmp_path / f"worker{i}" / folder / "resnet8_from_resnet8_kd_adaptive_std_s0" for i in range(2)]
     for run in runs:
         assert json.loads((run / "results.json").read_text())["epochs"] == 2
         assert json.loads((run / "config.json").read_text())["data"]["image_size"] == 16

@@ -169,7 +169,8 @@ class RunConflictError(ValueError):
 RESUMABLE_CHANGES = ("epochs", "verbose")
 
 
-def _comparable(config):
+def comparable(config):
+    """`config` as it reads back from JSON (tuples as lists, NumPy numbers as Python ones)."""
     return json.loads(json.dumps(config, sort_keys=True, default=lambda v: v.item() if hasattr(v, "item") else str(v)))
 
 
@@ -178,7 +179,7 @@ def _check_same_run(run_dir, config, may_change):
     old = callbacks_lib.read_json(os.path.join(run_dir, CONFIG))
     if config is None or not isinstance(old, dict):
         return
-    new = _comparable(config)
+    new = comparable(config)
     differing = sorted(k for k in set(old) | set(new) if k not in may_change and old.get(k) != new.get(k))
     if differing:
         changes = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in differing)

@@ -97,6 +97,15 @@ class TeacherCache:
 
     def _check(self, manifest, expected):
         for field, value in expected.items():
+            if field == "examples" and manifest.get(field) != value:
+                from tfadakd.data.identity import describe_change
+
+                raise CacheMismatchError(
+                    f"The teacher-logit cache in {self.directory} was built on other files "
+                    f"({describe_change(manifest.get(field), value)}): its rows belong to the images as they "
+                    f"were. Delete {self.directory} to rebuild it, or use another cache directory (flag "
+                    "--teacher_cache)."
+                )
             if manifest.get(field) != value:
                 raise CacheMismatchError(
                     f"The teacher-logit cache in {self.directory} was built for another {field}: "

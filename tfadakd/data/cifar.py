@@ -571,7 +571,7 @@ def cifar_epochs(
         examples, count, batch_size, preprocess=to_float, seed=seed,
         augment=(lambda key: index_augmentation(key, count)) if augment else None,
         data_seed=data_seed, drop_remainder=drop_remainder,
-        description={"dataset": name, "split": f"{base_split}[{start}:{start + count}]"},
+        description={"dataset": name, "split": f"{base_split}[{start}:{start + count}]", "version": str(builder.version)},
     )
 
 

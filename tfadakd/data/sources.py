@@ -22,6 +22,7 @@ model = tfadakd.models.build("imagenet_resnet18", data.num_classes, data.image_s
 ```
 """
 
+import hashlib
 import os
 import re
 from typing import Optional
@@ -29,7 +30,7 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
-from tfadakd.data import cifar, folder, imagenet_preprocessing, splits, tfds_images
+from tfadakd.data import cifar, folder, identity, imagenet_preprocessing, splits, tfds_images
 from tfadakd.data.streaming import ExampleList, StreamingEpochPipeline
 
 FAMILIES = ("cifar", "imagenet")
@@ -56,16 +57,18 @@ def kind_of(name) -> str:
 
 def directory_name(name) -> str:
     """A file-system-safe name for `name` (run directories `<output_dir>/<this>/<run>`): the data set's
-    name, or `folder_<basename>` for `folder:PATH`.
+    name, or `folder_<basename>_<8 hex digits>` for `folder:PATH`, the digits from the folder's absolute
+    path, so that two folders of the same name (and their teachers) never share a directory.
 
     Example:
 
     >>> directory_name("folder:/data/my flowers/"), directory_name("imagenet_resized/32x32")
-    ('folder_my_flowers', 'imagenet_resized_32x32')
+    ('folder_my_flowers_a690882c', 'imagenet_resized_32x32')
     """
     if kind_of(name) == "folder":
-        base = os.path.basename(os.path.normpath(os.path.expanduser(name[len(FOLDER_PREFIX):]))) or "root"
-        name = f"folder_{base}"
+        path = os.path.normpath(os.path.abspath(os.path.expanduser(name[len(FOLDER_PREFIX):])))
+        base = os.path.basename(path) or "root"
+        name = f"folder_{base}_{hashlib.sha256(path.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}"
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "data"
 
 
@@ -185,6 +188,13 @@ class ImageDataset:
                        "image_size": self.image_size}
         if self.path:
             description["path"] = self.path
+        if self.kind == "folder":  # what the files are, not only where: a changed folder is never reused
+            base, start, _ = splits.resolve(split, self.split_sizes)
+            paths, labels = self.source.splits[base]
+            description["examples"] = identity.folder_fingerprint(
+                self.source.root, paths[start:start + count], labels[start:start + count], self.source.classes)
+        else:
+            description["version"] = str(self.source.version)
         return StreamingEpochPipeline(source, count, batch_size, self._view, augment=augment, seed=seed,
                                       data_seed=data_seed, drop_remainder=drop_remainder, description=description,
                                       shuffle_buffer=shuffle_buffer)
