@@ -332,7 +332,7 @@ def optimizer(config, strategy, steps_per_epoch, learning_rate=None, lr_mileston
     if config.scale_lr:
         rate = tfadakd.distribute.scale_learning_rate(rate, strategy)
     schedule = tfadakd.optimizers.step_decay(
-        rate, steps_per_epoch, lr_milestones or milestones(config), config.lr_decay)
+        rate, steps_per_epoch, milestones(config) if lr_milestones is None else lr_milestones, config.lr_decay)
     return tfadakd.optimizers.SGD(schedule, momentum=config.momentum, weight_decay=config.weight_decay)
 
 

@@ -260,10 +260,13 @@ def cached_teacher_logits(config, teacher, train):
     from tfadakd import teacher_cache
 
     cache = teacher_cache.TeacherCache(config.teacher_cache)
-    done = cache.epochs_done() if cache.manifest() is not None else []
     try:
-        if len(done) < config.epochs or any(e not in done for e in range(config.epochs)):
-            print(f"Teacher-logit cache {config.teacher_cache}: computing epochs {len(done) + 1}-{config.epochs} "
+        done = cache.epochs_done() if cache.manifest() is not None else []
+        missing = [e + 1 for e in range(config.epochs) if e not in done]
+        if missing:
+            which = (f"{missing[0]}-{missing[-1]}" if missing == list(range(missing[0], missing[-1] + 1))
+                     else ", ".join(map(str, missing)))
+            print(f"Teacher-logit cache {config.teacher_cache}: computing epochs {which} "
                   f"({train.num_examples} examples each, once for every run that shares it).", flush=True)
             cache.build(teacher, train, config.epochs, verbose=1 if config.verbose else 0)
         else:
@@ -353,9 +356,12 @@ def make_plan(config, data):
             phases.append(phase("teacher", teacher_epochs - common.epochs_done(os.path.dirname(path)), 3 * teacher, teacher))
         cached = 0
         if config.teacher_cache:
-            from tfadakd.teacher_cache import TeacherCache
+            from tfadakd.teacher_cache import CacheMismatchError, TeacherCache
 
-            cached = len(TeacherCache(config.teacher_cache).epochs_done()) if os.path.isdir(config.teacher_cache) else 0
+            try:
+                cached = len(TeacherCache(config.teacher_cache).epochs_done()) if os.path.isdir(config.teacher_cache) else 0
+            except CacheMismatchError as error:
+                common.fail(str(error))
             phases.append(phase("teacher cache", max(0, config.epochs - cached), teacher, 0, evals=0))
         distill_units = 3 * student + (0 if config.teacher_cache else teacher)
         run_dir = common.run_dir(config, default_run_name(config))

@@ -236,6 +236,15 @@ def main(argv):
         if not FLAGS.dry_run:
             print(f"[sweep] one teacher-logit cache for every distillation run: {cache} (data seed {data_seed} for "
                   "all runs; built by the first one). --nosweep_teacher_cache runs the teacher in every step instead.")
+    if FLAGS.archive_dir and not FLAGS.dry_run:  # before any run trains, not after the first one
+        from tfadakd.runs import ensure_writable
+
+        try:
+            ensure_writable(FLAGS.archive_dir)
+        except OSError as error:
+            cause = error.__cause__ if isinstance(error.__cause__, OSError) else error
+            common.fail(f"--archive_dir={FLAGS.archive_dir} cannot hold the finished runs ({cause.strerror or cause}): "
+                        "pass a writable folder that exists or can be created, not a file or a path under one.")
     distill_py = os.path.join(os.path.dirname(os.path.abspath(__file__)), "distill.py")
     started = time.time()
     for seed in seeds:

@@ -261,6 +261,9 @@ def test_teacher_cache_is_built_once_and_reused_by_the_next_run(teacher, tfds_da
                     data_dir=tfds_data_dir)
     assert other.returncode == 2 and "another data_seed: 0, this run needs 5" in other.stderr
     assert "Traceback" not in other.stderr and not (tmp_path / "cifar10" / "third" / "metrics.csv").exists()
+    (cache / "manifest.json").write_text("[]")  # valid JSON, no manifest
+    damaged = run_app("distill.py", *common_args, "--run_name=fourth", data_dir=tfds_data_dir)
+    assert damaged.returncode == 2 and "holds no manifest" in damaged.stderr and "Traceback" not in damaged.stderr
 
 
 def test_a_rerun_with_other_flags_is_refused_naming_them(teacher, tfds_data_dir):
@@ -381,7 +384,7 @@ def test_the_student_is_the_same_whether_its_teacher_was_trained_in_the_process_
     """The same command twice: the first trains the missing teacher, then distils; the second finds the
     teacher and only distils. The students are identical, bit for bit."""
     args = ["--teacher=resnet8", "--student=resnet8", "--epochs=1", "--teacher_epochs=1", f"--output_dir={tmp_path}",
-            *TINY]
+            *TINY, "--lr_milestones="]  # and a constant learning rate, as the apps' messages suggest
     first = run_app("distill.py", *args, "--run_name=first", data_dir=tfds_data_dir)
     assert first.returncode == 0 and "not found: training resnet8" in first.stdout, first.stderr[-3000:]
     second = run_app("distill.py", *args, "--run_name=second", data_dir=tfds_data_dir)

@@ -149,6 +149,22 @@ def test_folder_errors_name_the_problem(tmp_path):
         source.epochs("validation", batch_size=4, drop_remainder=True)
 
 
+def test_folder_errors_for_links_names_and_layouts_name_the_file_and_the_fix(tmp_path):
+    write_images(tmp_path / "loop", count=2)
+    os.symlink(tmp_path / "loop" / "cat" / "a.jpg", tmp_path / "loop" / "cat" / "a.jpg")  # a link to itself
+    with pytest.raises(data.ImageFolderError, match=r"loop/cat/a\.jpg: cannot tell what it is .*loops"):
+        data.open_dataset(f"folder:{tmp_path / 'loop'}")
+    write_images(tmp_path / "latin", count=2)
+    os.rename(tmp_path / "latin" / "dog" / "0.jpg", os.fsencode(tmp_path / "latin" / "dog") + b"/caf\xe9.jpg")
+    with pytest.raises(data.ImageFolderError, match=r"caf\\xe9\.jpg'?: the file name is not valid UTF-8.*Rename"):
+        data.open_dataset(f"folder:{tmp_path / 'latin'}")
+    for split in ("train", "test"):
+        write_images(tmp_path / "splits" / split, count=2)
+    with pytest.raises(data.ImageFolderError, match=r"holds no image .*folder of splits \(train, test\).*rename the "
+                                                    r"held-out folder to val/"):
+        data.open_dataset(f"folder:{tmp_path / 'splits'}")
+
+
 def test_tfds_name_that_is_not_image_classification_is_refused():
     with pytest.raises(data.NotImageClassificationError, match="--dataset=glue: the tfds data set is not image "
                                                                "classification"):

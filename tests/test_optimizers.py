@@ -92,3 +92,13 @@ def test_step_decay_switches_at_the_first_step_of_each_milestone_epoch():
     with pytest.raises(ValueError, match=r"\[4, 2\]"):
         step_decay(0.05, 10, milestones=(4, 2))
     assert tfadakd.optimizers.SGD is SGD
+
+
+def test_step_decay_without_milestones_is_a_constant_rate():
+    """--lr_milestones= (empty) asks for a constant learning rate: no schedule, the rate itself."""
+    assert tfadakd.optimizers.step_decay(0.05, steps_per_epoch=10, milestones=[]) == 0.05
+    optimizer = tfadakd.optimizers.SGD(tfadakd.optimizers.step_decay(0.05, 10, []))
+    variable = keras.Variable([1.0])
+    for _ in range(3):
+        optimizer.apply_gradients([(keras.ops.convert_to_tensor([0.0]), variable)])
+    np.testing.assert_allclose(float(optimizer.learning_rate), 0.05)

@@ -308,3 +308,12 @@ def test_a_run_unfinished_here_but_finished_in_the_archive_is_refused_naming_bot
     assert exit_info.value.code == 2 and len(started) == 2
     err = capsys.readouterr().err
     assert f"Remove {partial} to use the archived run, or remove {archive / 'student_alone_s0'}" in err
+
+
+def test_an_archive_dir_under_a_file_is_refused_before_any_run_trains(tmp_path, sweep_main, capsys):
+    run, started = sweep_main
+    (tmp_path / "notes.txt").write_text("a file, not a folder")
+    with pytest.raises(SystemExit) as exit_info:
+        run(f"--output_dir={tmp_path / 'out'}", f"--archive_dir={tmp_path / 'notes.txt' / 'archive'}")
+    assert exit_info.value.code == 2 and started == []
+    assert "notes.txt/archive cannot hold the finished runs (Not a directory)" in capsys.readouterr().err

@@ -60,6 +60,11 @@ def test_a_cache_for_another_teacher_or_data_is_refused_naming_the_field(tfds_da
     with pytest.raises(CacheMismatchError, match="has no epoch 2"):
         cache.verify(teacher, p, epochs=2)
     cache.verify(small_teacher(), p, epochs=1)  # the same weights, rebuilt: accepted
+    for garbage, message in (("{not json", "cannot be read"), ("[]", "holds no manifest"),
+                             ('{"files": [1]}', "holds no manifest")):
+        (tmp_path / "manifest.json").write_text(garbage)
+        with pytest.raises(CacheMismatchError, match=message):
+            cache.epochs_done()
 
 
 def test_damaged_epoch_file_is_detected(tfds_data_dir, tmp_path):
@@ -69,8 +74,15 @@ def test_damaged_epoch_file_is_detected(tfds_data_dir, tmp_path):
     raw = bytearray(path.read_bytes())
     raw[100] ^= 0xFF
     path.write_bytes(bytes(raw))
-    with pytest.raises(CacheMismatchError, match="epoch_0000.f32 does not match its SHA-256"):
+    with pytest.raises(CacheMismatchError, match="epoch_0000.f32 does not match its SHA-256.*Delete it"):
         cache.verify(teacher, p, epochs=1)
+    path.unlink()  # the repair the message asks for
+    assert cache.epochs_done() == []
+    with pytest.raises(CacheMismatchError, match=r"has no epoch 1 \(its complete epochs: none\)"):
+        cache.verify(teacher, p, epochs=1)
+    cache.build(teacher, p, epochs=1, verbose=0).verify(teacher, p, epochs=1)  # recomputed, accepted
+    raw[100] ^= 0xFF
+    assert path.read_bytes() == bytes(raw)  # the same logits as before the damage
 
 
 def test_interrupted_build_resumes_with_the_missing_epochs_only(tfds_data_dir, tmp_path, capsys):

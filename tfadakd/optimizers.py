@@ -117,7 +117,8 @@ def step_decay(learning_rate, steps_per_epoch, milestones=(150, 180, 210), gamma
         gamma: the decay factor.
 
     Returns:
-        A `keras.optimizers.schedules.PiecewiseConstantDecay` over optimizer iterations.
+        A `keras.optimizers.schedules.PiecewiseConstantDecay` over optimizer iterations; with no
+        milestones, the constant `learning_rate` itself (a float).
 
     Raises:
         ValueError: for non-increasing milestones or non-positive `steps_per_epoch`.
@@ -131,6 +132,8 @@ def step_decay(learning_rate, steps_per_epoch, milestones=(150, 180, 210), gamma
     milestones = [int(m) for m in milestones]
     if any(b <= a for a, b in zip(milestones, milestones[1:])) or any(m <= 0 for m in milestones):
         raise ValueError(f"`milestones` must be positive and increasing, got {milestones!r}.")
+    if not milestones:  # a constant rate (Keras' PiecewiseConstantDecay needs at least one boundary)
+        return float(learning_rate)
     # Keras keeps values[i] while `step <= boundaries[i]`; step m * steps_per_epoch is the first
     # step of epoch m (0-based), which must already use the decayed rate, as torch's MultiStepLR.
     boundaries = [m * int(steps_per_epoch) - 1 for m in milestones]

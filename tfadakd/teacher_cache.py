@@ -88,12 +88,18 @@ class TeacherCache:
             return None
         try:
             with open(path) as f:
-                return json.load(f)
+                manifest = json.load(f)
         except (OSError, ValueError) as error:
             raise CacheMismatchError(
                 f"The teacher-logit cache manifest {path} cannot be read ({error}). Delete {self.directory} "
                 "to rebuild the cache."
             ) from None
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("files", {}), dict):
+            raise CacheMismatchError(
+                f"The teacher-logit cache manifest {path} holds no manifest (a JSON object with its epoch files, "
+                f"got {type(manifest).__name__}). Delete {self.directory} to rebuild the cache."
+            )
+        return manifest
 
     def _check(self, manifest, expected):
         for field, value in expected.items():
@@ -114,9 +120,11 @@ class TeacherCache:
                 )
 
     def epochs_done(self):
-        """The epochs whose logits are complete on disk, per the manifest."""
+        """The epochs whose logits are complete on disk: recorded in the manifest and their file present (an
+        epoch file deleted after a failed SHA-256 check counts as missing, so that a build recomputes it)."""
         manifest = self.manifest() or {}
-        return sorted(int(e) for e in manifest.get("files", {}))
+        return sorted(int(e) for e in manifest.get("files", {})
+                      if os.path.exists(os.path.join(self.directory, _epoch_name(e))))
 
     # ------------------------------------------------------------------ building
     def build(self, teacher, pipeline, epochs, verbose=1):
@@ -173,8 +181,9 @@ class TeacherCache:
             recorded = manifest.get("files", {}).get(str(epoch))
             if recorded is None or not os.path.exists(path):
                 raise CacheMismatchError(
-                    f"The teacher-logit cache in {self.directory} has no epoch {epoch + 1} (it has "
-                    f"{len(manifest.get('files', {}))}): build it for {epochs} epochs.")
+                    f"The teacher-logit cache in {self.directory} has no epoch {epoch + 1} (its complete epochs: "
+                    f"{', '.join(str(e + 1) for e in self.epochs_done()) or 'none'}): build it for {epochs} epochs "
+                    "(TeacherCache.build computes the missing ones; the apps do it by themselves).")
             if callbacks_lib.file_sha256(path) != recorded:
                 raise CacheMismatchError(
                     f"{path} does not match its SHA-256 in the manifest (damaged or overwritten). Delete it "

@@ -54,13 +54,41 @@ def _digest(relative: str) -> str:
     return hashlib.sha1(relative.encode("utf-8")).hexdigest()
 
 
+def _entries(folder, keep):
+    """The sorted names of `folder`'s visible entries for which `keep(entry)` holds.
+
+    Raises:
+        ImageFolderError: naming the entry, for a name that is not valid UTF-8 (TensorFlow reads paths as
+            UTF-8) or an entry whose type cannot be read (a symbolic-link loop, a permission error).
+    """
+    names = []
+    for entry in os.scandir(folder):
+        if entry.name.startswith("."):
+            continue
+        path = os.path.join(folder, entry.name)
+        try:
+            entry.name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ImageFolderError(
+                f"{os.fsencode(path)!r}: the file name is not valid UTF-8, which TensorFlow needs to read it. "
+                "Rename the file (e.g. `convmv -f latin1 -t utf8 --notest -r <folder>`).") from None
+        try:
+            wanted = keep(entry)
+        except OSError as error:
+            raise ImageFolderError(
+                f"{path}: cannot tell what it is ({error.strerror or error}): a symbolic link that loops or points "
+                "where it may not be read. Remove it or fix its target.") from None
+        if wanted:
+            names.append(entry.name)
+    return sorted(names)
+
+
 def _class_folders(root) -> List[str]:
-    return sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
+    return _entries(root, lambda e: e.is_dir())
 
 
 def _images_of(folder) -> List[str]:
-    return sorted(e.name for e in os.scandir(folder)
-                  if e.is_file() and not e.name.startswith(".") and e.name.lower().endswith(IMAGE_EXTENSIONS))
+    return _entries(folder, lambda e: e.name.lower().endswith(IMAGE_EXTENSIONS) and e.is_file())
 
 
 def _scan(root, spec) -> Tuple[List[str], Dict[str, List[str]]]:
@@ -73,10 +101,14 @@ def _scan(root, spec) -> Tuple[List[str], Dict[str, List[str]]]:
     images = {name: _images_of(os.path.join(root, name)) for name in classes}
     empty = [name for name in classes if not images[name]]
     if empty:
+        splits = [name for name in ("train", "test", "val", "validation") if name in classes]
+        hint = (f" {root} looks like a folder of splits ({', '.join(splits)}): tfadakd reads train/ with val/ (or "
+                "validation/) as the validation split; rename the held-out folder to val/ (the test split of a "
+                "folder is its validation split)." if "train" in splits and len(splits) > 1 else "")
         raise ImageFolderError(
             f"--dataset={spec}: the class folder {os.path.join(root, empty[0])} holds no image "
             f"({len(empty)} empty class folder(s): {', '.join(empty[:5])}). Add images "
-            f"({', '.join(IMAGE_EXTENSIONS)}) or remove the folder.")
+            f"({', '.join(IMAGE_EXTENSIONS)}) or remove the folder.{hint}")
     return classes, images
 
 
