@@ -273,7 +273,7 @@ def cached_teacher_logits(config, teacher, train):
             print(f"Teacher-logit cache {config.teacher_cache}: reusing {config.epochs} epochs (the teacher's "
                   "forward pass is skipped).", flush=True)
         cache.verify(teacher, train, config.epochs)
-    except teacher_cache.CacheMismatchError as error:
+    except (teacher_cache.CacheMismatchError, ValueError) as error:  # ValueError: NaN logits of the teacher
         common.fail(str(error))
     except OSError as error:
         common.fail(f"{error}\nFree some disk space (or fix the folder), then rerun: the cache build resumes.")

@@ -165,3 +165,28 @@ def test_the_distiller_does_not_run_the_teacher_on_cached_batches(tfds_data_dir)
         model.train_on_batch({"images": x, "teacher_logits": logits[:, :7]}, np.arange(8) % 10)
     with pytest.raises(ValueError, match="must be \\{'images'"):
         model.train_on_batch({"pixels": x, "teacher_logits": logits}, np.arange(8) % 10)
+
+
+def test_a_cache_under_two_replicas_serves_a_training_set_that_is_no_multiple_of_the_batch(tfds_data_dir, tmp_path):
+    """apps/distill.py --strategy=mirrored --num_devices=2 with 200 examples at a global batch of 64: training
+    drops the last 8 examples of every epoch (drop_remainder), the cache still holds the teacher's logits of
+    all 200, and the run finishes."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    small_teacher().save(tmp_path / "teacher.keras")
+    repo = Path(__file__).resolve().parents[1]
+    cache = tmp_path / "cache"
+    proc = subprocess.run(
+        [sys.executable, str(repo / "apps" / "distill.py"), f"--teacher_path={tmp_path / 'teacher.keras'}",
+         "--teacher=resnet8", "--student=resnet8", "--strategy=mirrored", "--num_devices=2", "--dataset=cifar10",
+         "--train_examples=200", "--test_examples=64", "--batch_size=64", "--epochs=1", "--lr_milestones=",
+         "--verbose=0", f"--teacher_cache={cache}", f"--output_dir={tmp_path / 'out'}", "--run_name=run"],
+        capture_output=True, text=True, timeout=600, cwd=repo,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TFDS_DATA_DIR=tfds_data_dir))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    manifest = json.loads((cache / "manifest.json").read_text())
+    assert manifest["num_examples"] == 200 and sorted(manifest["files"]) == ["0"]
+    assert np.isfinite(np.fromfile(cache / "epoch_0000.f32", "<f4").reshape(200, 10)).all()
+    assert json.loads((tmp_path / "out" / "cifar10" / "run" / "results.json").read_text())["epochs"] == 1

@@ -148,7 +148,7 @@ class TeacherCache:
                 continue
             start = time.perf_counter()
             table = np.full((pipeline.num_examples, expected["num_classes"]), np.nan, np.float32)
-            for images, _, indices in pipeline.indexed_epoch(epoch):
+            for images, _, indices in pipeline.indexed_epoch(epoch, drop_remainder=False):  # every row
                 table[indices.numpy()] = forward(images).numpy()
             if np.isnan(table).any():
                 raise ValueError(

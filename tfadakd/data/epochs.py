@@ -99,8 +99,12 @@ class EpochPipeline:
         self._teacher_logits = teacher_logits
 
     # ------------------------------------------------------------------ epochs
-    def indexed_epoch(self, epoch) -> tf.data.Dataset:
-        """Epoch `epoch` as batches of `(images, labels, indices)`, before any teacher logits."""
+    def indexed_epoch(self, epoch, drop_remainder: Optional[bool] = None) -> tf.data.Dataset:
+        """Epoch `epoch` as batches of `(images, labels, indices)`, before any teacher logits.
+
+        `drop_remainder` (default: the pipeline's) False gives every example, the last partial batch
+        included: a teacher-logit cache needs every row, even for a pipeline that drops it in training.
+        """
         epoch = tf.cast(epoch, tf.int64)
         # The whole (cached) split as tensors, then an order that is a stateless function of (seed, e).
         images, labels = self.examples.batch(self.num_examples).get_single_element()
@@ -109,7 +113,8 @@ class EpochPipeline:
             order = tf.argsort(keys, stable=True)
         else:
             order = tf.range(self.num_examples)
-        ds = tf.data.Dataset.from_tensor_slices(order).batch(self.batch_size, drop_remainder=self.drop_remainder)
+        drop = self.drop_remainder if drop_remainder is None else drop_remainder
+        ds = tf.data.Dataset.from_tensor_slices(order).batch(self.batch_size, drop_remainder=drop)
         preprocess = self.preprocess
         # Example i's view: a function of (data_seed, e, i) only; the epoch's augmentation is set up once.
         key = tf.stack([_mix(self.data_seed, epoch), tf.constant(0xA06, tf.int64)])

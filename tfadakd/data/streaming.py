@@ -88,8 +88,9 @@ class StreamingEpochPipeline(EpochPipeline):
                 [], order_seed, minval=None, maxval=None, dtype=tf.int64))
         return ds
 
-    def indexed_epoch(self, epoch) -> tf.data.Dataset:
-        """Epoch `epoch` as batches of `(images, labels, indices)`, before any teacher logits."""
+    def indexed_epoch(self, epoch, drop_remainder: Optional[bool] = None) -> tf.data.Dataset:
+        """Epoch `epoch` as batches of `(images, labels, indices)`, before any teacher logits; every example
+        with `drop_remainder=False` (the pipeline's own setting by default)."""
         epoch = tf.cast(epoch, tf.int64)
         key = tf.stack([_mix(self.data_seed, epoch), tf.constant(0xA06, tf.int64)])
         view, augment = self.view, self.augment is not None
@@ -99,4 +100,4 @@ class StreamingEpochPipeline(EpochPipeline):
             return view(encoded, seed, index), label, index
 
         ds = self._records(epoch).map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        return ds.batch(self.batch_size, drop_remainder=self.drop_remainder)
+        return ds.batch(self.batch_size, drop_remainder=self.drop_remainder if drop_remainder is None else drop_remainder)
