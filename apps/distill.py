@@ -324,7 +324,12 @@ def distill(config, strategy, data, teacher_path, run_dir, callbacks=()):
 
 
 def alone_dir_of(config):
-    return common.run_dir(config, f"{config.student}_alone_s{config.seed}")
+    """The student-alone run's directory: --run_name itself with --student_alone (that run is the only one);
+    with --baseline_student beside a distillation, `<run_name>_alone`, never the distilled run's directory."""
+    default = f"{config.student}_alone_s{config.seed}"
+    if config.run_name and not config.student_alone:
+        return os.path.join(config.output_dir, common.dataset_dir(config), f"{config.run_name}_alone")
+    return common.run_dir(config, default)
 
 
 def make_plan(config, data):

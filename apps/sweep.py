@@ -195,13 +195,29 @@ def passthrough_args(argv):
 STOPPED = (128 + signal.SIGTERM, 128 + signal.SIGINT)
 
 
+def _stop_when_parent_dies():
+    """In the child, before it runs: ask Linux to send it SIGTERM when the sweep dies, even by SIGKILL, so
+    that a run never outlives its sweep holding the run's lock (it stops at a batch boundary with a
+    checkpoint, and the rerun sweep resumes it). Elsewhere nothing is done."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
 def run_forwarding_signals(command):
     """Runs `command` in its own process group, passing it this process's SIGTERM / SIGINT exactly once.
 
     A terminal's Ctrl-C reaches the sweep only, and a scheduler's SIGTERM to the sweep reaches the run,
-    which stops at a batch boundary with a checkpoint (a second signal would stop it at once).
+    which stops at a batch boundary with a checkpoint (a second signal would stop it at once). If the sweep
+    is killed outright (SIGKILL), the run receives SIGTERM from the kernel and stops the same way.
     """
-    child = subprocess.Popen(command, start_new_session=True)
+    child = subprocess.Popen(command, start_new_session=True, preexec_fn=_stop_when_parent_dies)
 
     def forward(signum, frame):
         if child.poll() is None:

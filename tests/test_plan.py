@@ -121,3 +121,14 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tfds_data_dir, tmp_path):
     assert "distillation: 3 epochs x 10 steps of 64, about" in proc.stdout and "total: about" in proc.stdout
     assert not out.exists()
 
+
+
+def test_the_baseline_beside_a_named_run_gets_a_directory_of_its_own(tmp_path):
+    """--baseline_student --run_name=X: the student alone trains in X_alone, not in the distilled run X."""
+    import distill
+
+    named = config(tmp_path, run_name="mine", baseline_student=True)
+    assert distill.alone_dir_of(named) == str(tmp_path / "cifar10" / "mine_alone")
+    assert distill.alone_dir_of(named) != str(tmp_path / "cifar10" / "mine")
+    assert distill.alone_dir_of(config(tmp_path, run_name="mine", student_alone=True)) == str(tmp_path / "cifar10" / "mine")
+    assert distill.alone_dir_of(config(tmp_path)) == str(tmp_path / "cifar10" / "resnet8_alone_s0")

@@ -317,3 +317,37 @@ def test_an_archive_dir_under_a_file_is_refused_before_any_run_trains(tmp_path, 
         run(f"--output_dir={tmp_path / 'out'}", f"--archive_dir={tmp_path / 'notes.txt' / 'archive'}")
     assert exit_info.value.code == 2 and started == []
     assert "notes.txt/archive cannot hold the finished runs (Not a directory)" in capsys.readouterr().err
+
+
+def test_a_run_stops_when_its_sweep_is_killed_outright(tmp_path):
+    """kill -9 of the sweep: its run (in a session of its own) receives SIGTERM and ends, holding no lock."""
+    import os
+    import signal
+    import time
+
+    marker = tmp_path / "child.txt"
+    child = ("import os, signal, sys, time\n"
+             f"signal.signal(signal.SIGTERM, lambda s, f: (open({str(marker)!r}, 'a').write('term'), sys.exit(143)))\n"
+             f"open({str(marker)!r}, 'w').write(str(os.getpid()) + ' ')\n"
+             "time.sleep(60)\n")
+    parent = ("import sys\n"
+              f"sys.path.insert(0, {str(REPO / 'apps')!r})\n"
+              "import sweep\n"
+              f"sweep.run_forwarding_signals([sys.executable, '-c', {child!r}])\n")
+    sweep_process = subprocess.Popen([sys.executable, "-c", parent], cwd=REPO)
+    deadline = time.time() + 60
+    while not (marker.exists() and marker.read_text().strip()) and time.time() < deadline:
+        time.sleep(0.1)
+    pid = int(marker.read_text().split()[0])
+    sweep_process.kill()
+    sweep_process.wait()
+    while time.time() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        pytest.fail("the run outlived its sweep")
+    assert marker.read_text().endswith("term")
