@@ -3,9 +3,11 @@ flags into a `Config` (`Config.from_flags()`) and passes it down; this module tu
 calls (`tfadakd.data.load_cifar`, `tfadakd.models.build`, `tfadakd.runs.fit_run`, ...). The shared
 flag groups are in app_flags.py."""
 
+import contextlib
 import json
 import math
 import os
+import signal
 import sys
 
 from absl import flags
@@ -376,7 +378,29 @@ def dataset_dir(config):
 
 
 def run_dir(config, default_name):
-    return os.path.join(config.output_dir, dataset_dir(config), config.run_name or default_name)
+    """`<output_dir>/<dataset>/<run_name or default_name>`; exits when --run_name would leave that folder
+    (an absolute path, or `..` climbing out of it)."""
+    name = config.run_name or default_name
+    if os.path.isabs(name) or os.path.normpath(name).split(os.sep)[0] == os.pardir:
+        fail(f"--run_name={name} would write outside --output_dir ({config.output_dir}): pass a name, or a relative "
+             "path inside it (e.g. --run_name=experiments/kd_T4); choose the folder itself with --output_dir.")
+    return os.path.join(config.output_dir, dataset_dir(config), name)
+
+
+@contextlib.contextmanager
+def stop_message(what, resume):
+    """Inside: a SIGTERM or Ctrl-C ends the process with 128 + the signal after saying what it stopped and how
+    to go on (the work inside writes its files atomically, so nothing finished is lost)."""
+    def stop(signum, frame):
+        print(f"\nStopped by {signal.Signals(signum).name} during {what}. {resume}", file=sys.stderr, flush=True)
+        sys.exit(128 + signum)
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def parse_flags(argv):

@@ -184,6 +184,11 @@ def check(config):
     """Every check that needs no data, before anything trains; exits with a message on the first failure."""
     import tfadakd
 
+    if config.teacher_cache and os.path.exists(config.teacher_cache) and not os.path.isdir(config.teacher_cache):
+        common.fail(f"--teacher_cache={config.teacher_cache} is a file: the cache is a folder (one file per epoch and "
+                    "a manifest). Pass a folder path that does not exist yet (it is created) or an existing cache.")
+    common.run_dir(config, default_run_name(config))  # refuses a --run_name outside --output_dir
+
     import_plugins(config.plugins)
     for flag, registry in (("method", tfadakd.losses.LOSSES), ("temperature", tfadakd.temperatures.TEMPERATURES)):
         if getattr(config, flag) not in registry:
@@ -268,7 +273,9 @@ def cached_teacher_logits(config, teacher, train):
                      else ", ".join(map(str, missing)))
             print(f"Teacher-logit cache {config.teacher_cache}: computing epochs {which} "
                   f"({train.num_examples} examples each, once for every run that shares it).", flush=True)
-            cache.build(teacher, train, config.epochs, verbose=1 if config.verbose else 0)
+            with common.stop_message("the teacher-logit cache build", "Rerun the same command: the build goes on "
+                                     "from the last complete epoch file."):
+                cache.build(teacher, train, config.epochs, verbose=1 if config.verbose else 0)
         else:
             print(f"Teacher-logit cache {config.teacher_cache}: reusing {config.epochs} epochs (the teacher's "
                   "forward pass is skipped).", flush=True)

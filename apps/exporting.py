@@ -86,8 +86,15 @@ def open_run_data(record, data_dir=None, manual_dir=None):
     return source
 
 
-def export_run(run_dir, modes, dataset=None, model_name="best", calibration_examples=300, saved_model=False,
-               test_examples=None, data_dir=None, manual_dir=None):
+def export_run(run_dir, modes, *args, **kwargs):
+    """`_export_run`, saying on SIGTERM / Ctrl-C that the export stopped and that rerunning it is safe."""
+    with common.stop_message(f"the export of {run_dir}", "The trained run is intact; rerun the export (apps/export.py "
+                             f"--run_dir={run_dir}): it writes every file again, atomically."):
+        return _export_run(run_dir, modes, *args, **kwargs)
+
+
+def _export_run(run_dir, modes, dataset=None, model_name="best", calibration_examples=300, saved_model=False,
+                test_examples=None, data_dir=None, manual_dir=None):
     """Exports `run_dir`'s student in each mode and writes export.json; returns its content.
 
     The test images (the data's evaluation split: test, or validation for ImageNet and folders) and the
@@ -177,8 +184,11 @@ def _export_mode(model, mode, out_dir, test, calibration, keras_logits, labels, 
 
 
 def print_report(report):
-    rows = [{"mode": mode, "KB": r["size_bytes"] / 1024, "x float32": r["size_vs_float32"] or float("nan"),
+    rows = [{"mode": mode, "KB": r["size_bytes"] / 1024,
+             "x float32": "-" if r["size_vs_float32"] is None else r["size_vs_float32"],
              "Keras top-1": 100 * report["keras_top1"], "TFLite top-1": 100 * r["tflite_top1"],
              "agree %": 100 * r["argmax_agreement"], "ms/image": r["latency_ms_per_image"]}
             for mode, r in report["modes"].items()]
     common.print_table(rows, f"Export of {report['source']} ({report['test_examples']} test images, {report['interpreter']})")
+    if any(row["x float32"] == "-" for row in rows):
+        print("x float32: '-' where no float32 file was exported in the same command to compare with (add mode none).")

@@ -132,3 +132,29 @@ def test_the_baseline_beside_a_named_run_gets_a_directory_of_its_own(tmp_path):
     assert distill.alone_dir_of(named) != str(tmp_path / "cifar10" / "mine")
     assert distill.alone_dir_of(config(tmp_path, run_name="mine", student_alone=True)) == str(tmp_path / "cifar10" / "mine")
     assert distill.alone_dir_of(config(tmp_path)) == str(tmp_path / "cifar10" / "resnet8_alone_s0")
+
+
+def test_the_export_table_shows_a_dash_not_nan_without_a_float32_file(capsys):
+    import exporting
+
+    row = {"size_bytes": 2048, "size_vs_float32": None, "tflite_top1": 0.5, "argmax_agreement": 1.0,
+           "latency_ms_per_image": 1.0}
+    exporting.print_report({"source": "run", "test_examples": 10, "interpreter": "litert", "keras_top1": 0.5,
+                            "modes": {"int8": row}})
+    out = capsys.readouterr().out
+    assert "nan" not in out and "int8  2.00  -" in out and "add mode none" in out
+
+
+def test_a_stop_during_the_cache_build_or_an_export_says_what_stopped_and_how_to_go_on(capsys):
+    import os
+    import signal
+
+    import common
+
+    handler = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit) as stopped:
+        with common.stop_message("the teacher-logit cache build", "Rerun the same command."):
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler runs before the next statement
+    assert stopped.value.code == 128 + signal.SIGTERM
+    assert "Stopped by SIGTERM during the teacher-logit cache build. Rerun the same command." in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGTERM) is handler

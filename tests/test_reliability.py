@@ -527,6 +527,8 @@ def apps(tfds_data_dir, tmp_path_factory):
         "too_small": ("distill", [f"--teacher_path={root / 'teacher.keras'}", out, "--strategy=mirrored",
                                   "--num_devices=2", *TINY, "--train_examples=32", "--run_name=too_small"]),
         "both_weights_zero": ("distill", ["--student_loss_weight=0", "--distillation_loss_weight=0", out, *TINY]),
+        "run_name_escape": ("distill", ["--run_name=../../escaped", out, *TINY]),
+        "cache_is_a_file": ("distill", [f"--teacher_cache={root / 'blocker'}", out, *TINY]),
         "partial_data": ("distill", [f"--teacher_path={root / 'teacher.keras'}", out,
                                      f"--data_dir={root / 'partial'}", *TINY]),
         "unknown_teacher": ("distill", ["--teacher=resnet9", out, *TINY[:-2]]),
@@ -589,6 +591,13 @@ def test_app_training_data_smaller_than_one_global_batch_exits_2_with_the_counts
 def test_app_batch_size_not_divisible_by_replicas_exits_2(apps):
     results, _ = apps
     assert_clean_exit(results["replicas"], "global batch size 63", "number of replicas (2)", "--batch_size=63")
+
+
+def test_app_refuses_a_run_name_outside_the_output_dir_and_a_cache_that_is_a_file(apps):
+    results, root = apps
+    assert_clean_exit(results["run_name_escape"], "--run_name=../../escaped would write outside --output_dir")
+    assert not (root / "escaped").exists() and not (root.parent / "escaped").exists()
+    assert_clean_exit(results["cache_is_a_file"], f"--teacher_cache={root / 'blocker'} is a file: the cache is a folder")
 
 
 def test_app_both_loss_weights_zero_exits_2(apps):

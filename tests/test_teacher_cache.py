@@ -190,3 +190,26 @@ def test_a_cache_under_two_replicas_serves_a_training_set_that_is_no_multiple_of
     assert manifest["num_examples"] == 200 and sorted(manifest["files"]) == ["0"]
     assert np.isfinite(np.fromfile(cache / "epoch_0000.f32", "<f4").reshape(200, 10)).all()
     assert json.loads((tmp_path / "out" / "cifar10" / "run" / "results.json").read_text())["epochs"] == 1
+
+
+def test_a_build_waits_for_another_builder_and_leaves_its_temporary_files(tfds_data_dir, tmp_path, capsys):
+    """Two processes building one cache: the second waits on the cache's lock (it says so) instead of deleting
+    the first one's half-written epoch file, then reuses what the first wrote."""
+    import fcntl
+    import threading
+
+    teacher, p = small_teacher(), pipeline(tfds_data_dir)
+    tmp_path.mkdir(exist_ok=True)
+    other = tmp_path / "epoch_0000.tmp-999999.f32"  # another builder's epoch, being written
+    other.write_bytes(b"half")
+    lock = open(tmp_path / ".lock", "a+")
+    fcntl.flock(lock, fcntl.LOCK_EX)  # the other builder holds the cache
+    done = threading.Event()
+    thread = threading.Thread(target=lambda: (TeacherCache(tmp_path).build(teacher, p, 1), done.set()))
+    thread.start()
+    assert not done.wait(1.5) and other.exists() and not (tmp_path / "manifest.json").exists()
+    other.unlink()  # the other builder finishes (here: without an epoch) and lets go
+    lock.close()
+    thread.join(120)
+    assert done.is_set() and TeacherCache(tmp_path).epochs_done() == [0]
+    assert "another process is building" in capsys.readouterr().out

@@ -26,6 +26,7 @@ tfadakd.runs.fit_run(distiller, train, validation, "saved_models/run", epochs=30
 ```
 """
 
+import contextlib
 import hashlib
 import json
 import os
@@ -56,6 +57,22 @@ def teacher_digest(teacher):
 
 def _epoch_name(epoch):
     return f"epoch_{int(epoch):04d}.f32"
+
+
+@contextlib.contextmanager
+def _build_lock(directory, verbose):
+    """Holds an OS lock on `<directory>/.lock` (released on exit or crash); waits while another process
+    builds the same cache, saying so."""
+    import fcntl
+
+    with open(os.path.join(directory, ".lock"), "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            if verbose:
+                print(f"[teacher cache] another process is building {directory}: waiting for it.", flush=True)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 class TeacherCache:
@@ -134,13 +151,18 @@ class TeacherCache:
         data or data seed. Returns `self`.
         """
         expected = self.expected_manifest(teacher, pipeline)
+        os.makedirs(self.directory, exist_ok=True)
+        with _build_lock(self.directory, verbose):  # one builder at a time; the others wait, then reuse its epochs
+            self._build(teacher, pipeline, epochs, verbose, expected)
+        return self
+
+    def _build(self, teacher, pipeline, epochs, verbose, expected):
         manifest = self.manifest()
         if manifest is not None:
             self._check(manifest, expected)
         else:
-            os.makedirs(self.directory, exist_ok=True)
             manifest = {**expected, "files": {}}
-        callbacks_lib.remove_stale_temporaries(self.directory)
+        callbacks_lib.remove_stale_temporaries(self.directory)  # safe under the lock: no other writer
         forward = tf.function(lambda x: tf.cast(teacher(x, training=False), tf.float32))
         for epoch in range(int(epochs)):
             name = _epoch_name(epoch)
@@ -163,7 +185,6 @@ class TeacherCache:
             if verbose:
                 print(f"[teacher cache] epoch {epoch + 1}/{epochs}: {pipeline.num_examples} logits in "
                       f"{time.perf_counter() - start:.1f} s -> {path}", flush=True)
-        return self
 
     # ------------------------------------------------------------------ reading
     def verify(self, teacher, pipeline, epochs):
