@@ -204,5 +204,6 @@ def test_dkd_warmup_follows_the_real_epoch_during_fit_and_resume():
 
 
 def test_registries_list_every_method_and_scheme():
-    assert tfadakd.losses.LOSSES.names() == ["dkd", "kd"]
+    assert tfadakd.losses.LOSSES.names() == ["correlation", "dkd", "kd"]
+    assert tfadakd.methods.METHODS.names() == ["at", "fitnet", "rkd"]
     assert tfadakd.temperatures.TEMPERATURES.names() == ["adaptive", "learnable", "normkd", "standardized", "static"]

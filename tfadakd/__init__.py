@@ -1,6 +1,6 @@
 """tfadakd: knowledge distillation for Keras 3 / TensorFlow with an adaptive, tuning-free temperature.
 
-`tfadakd.functional`, `tfadakd.losses`, `tfadakd.temperatures` and `tfadakd.keras_distillation` are
+`tfadakd.functional`, `tfadakd.losses`, `tfadakd.methods`, `tfadakd.temperatures` and `tfadakd.keras_distillation` are
 written with `keras.ops` and run on every Keras 3 backend (JAX and PyTorch included, without TensorFlow
 installed); the rest needs TensorFlow. On the TensorFlow backend `import tfadakd` imports everything; on
 another backend the TensorFlow-only submodules are imported when first used (`tfadakd.data`, ...).
@@ -8,7 +8,10 @@ another backend the TensorFlow-only submodules are imported when first used (`tf
 Public API:
 
 - `tfadakd.Distiller`: the `keras.Model` that trains a student against a frozen teacher.
-- `tfadakd.losses`: distillation losses (`KD`, `DKD`), per-sample, with any temperature scheme.
+- `tfadakd.losses`: logit distillation losses (`KD`, `DKD`, `Correlation`), per-sample, with any temperature
+  scheme.
+- `tfadakd.methods`: distillation terms that read named layers (`FitNet`, `AT`, `RKD`, `LogitTerm`), for
+  `Distiller(terms=[(term, weight), ...])`.
 - `tfadakd.temperatures`: temperature schemes (`Static`, `AdaptiveMaxLogit`, `Standardized`, `NormKD`,
   `Learnable`).
 - `tfadakd.models`: the CIFAR model zoo (`build`, `names`, `feature_extractor`, `flops`).
@@ -32,7 +35,7 @@ import importlib as _importlib
 import keras as _keras
 
 # The backend-agnostic core (keras.ops only): importable on every Keras 3 backend, TensorFlow not needed.
-from tfadakd import functional, keras_distillation, losses, temperatures
+from tfadakd import functional, keras_distillation, losses, methods, temperatures
 
 #: The TensorFlow-only submodules (tf.data, tf.distribute, TFLite, the fused batch norm ...).
 _TENSORFLOW_SUBMODULES = (
@@ -79,6 +82,7 @@ __all__ = [
     "inference",
     "keras_distillation",
     "losses",
+    "methods",
     "models",
     "optimizers",
     "precision",

@@ -16,12 +16,17 @@ from tfadakd._checks import check_number
 from tfadakd import functional as F
 from tfadakd import input_checks
 from tfadakd import losses as losses_lib
+from tfadakd import methods as methods_lib
 from tfadakd import step_guard
-from tfadakd.models.batch_norm import fuse_batch_norm
+from tfadakd.features import model_features
 from tfadakd.step_guard import NAN_POLICIES, NonFiniteError  # noqa: F401  (public here too)
 
-#: Names of the values the Distiller logs during training, besides the compiled metrics.
+#: Names of the values the Distiller logs during training with one logit loss, besides the compiled metrics
+#: (with `terms=`, `<term>_loss` and the terms' own logs replace `distillation_loss` and `temperature`).
 TRAINING_LOG_NAMES = ("student_loss", "distillation_loss", "temperature", "logit_correlation", "skipped_batches")
+
+#: The name of the one term that `distillation_loss=` makes (so that it logs `distillation_loss`).
+LEGACY_TERM = "distillation"
 
 
 def _weighted_mean(values, sample_weight):
@@ -50,8 +55,9 @@ def _check_single_output(role, model, outputs):
         )
 
 
-def _check_models(teacher, student, distillation_loss):
-    """Fails early, with the values, on incompatible models or a teacher that outputs probabilities."""
+def _check_models(teacher, student):
+    """Fails early, with the values, on incompatible models; returns a probe batch (or None when the input
+    shape is not fully known)."""
     for role, model in (("teacher", teacher), ("student", student)):
         _check_single_output(role, model, getattr(model, "outputs", None))
     shape = input_checks.shape_or_none
@@ -67,22 +73,40 @@ def _check_models(teacher, student, distillation_loss):
             f"Teacher and student have different output shapes: teacher {t_out}, student "
             f"{s_out}. Build both for the same number of classes."
         )
-    if t_in and all(d is not None for d in t_in[1:]):
-        probe = np.random.default_rng(0).normal(size=(2,) + tuple(t_in[1:])).astype("float32")
-        outputs = teacher(probe, training=False)
-        _check_single_output("teacher", teacher, outputs)
-        outputs = keras.ops.convert_to_numpy(outputs).astype("float64")
-        # Build the loss (and any weights of its temperature scheme) before training starts.
-        distillation_loss(outputs, outputs, labels=np.zeros(2, "int32"))
-        if outputs.ndim == 2 and outputs.shape[-1] > 1 and np.all(outputs >= 0) and np.allclose(
-            outputs.sum(axis=-1), 1.0, atol=1e-3
-        ):
-            raise ValueError(
-                "The teacher outputs probabilities (every row is non-negative and sums to 1), but "
-                "distillation needs logits. Remove the final softmax, e.g. rebuild the last "
-                "layer with activation=None, or use keras.Model(teacher.input, "
-                "teacher.layers[-2].output) if the softmax is a separate layer."
-            )
+    if not (t_in and all(d is not None for d in t_in[1:])):
+        return None
+    probe = np.random.default_rng(0).normal(size=(2,) + tuple(t_in[1:])).astype("float32")
+    outputs = teacher(probe, training=False)
+    _check_single_output("teacher", teacher, outputs)
+    outputs = keras.ops.convert_to_numpy(outputs).astype("float64")
+    if outputs.ndim == 2 and outputs.shape[-1] > 1 and np.all(outputs >= 0) and np.allclose(
+        outputs.sum(axis=-1), 1.0, atol=1e-3
+    ):
+        raise ValueError(
+            "The teacher outputs probabilities (every row is non-negative and sums to 1), but "
+            "distillation needs logits. Remove the final softmax, e.g. rebuild the last "
+            "layer with activation=None, or use keras.Model(teacher.input, "
+            "teacher.layers[-2].output) if the softmax is a separate layer."
+        )
+    return probe
+
+
+def _term_pairs(terms):
+    """`[(term, weight)]` from `terms=`: pairs, or bare terms / names (weight 1)."""
+    if isinstance(terms, (str, methods_lib.Term, losses_lib.DistillationLoss)) or not terms:
+        raise ValueError(f"`terms` must be a non-empty list of (term, weight) pairs, e.g. [(tfadakd.methods."
+                         f"FitNet('stage2'), 100.0)], got {terms!r}.")
+    pairs = []
+    for item in terms:
+        term, weight = item if isinstance(item, (tuple, list)) and len(item) == 2 else (item, 1.0)
+        term = methods_lib.get(term)
+        pairs.append((term, check_number(f"the weight of term {term.name!r}", weight, minimum=0, owner="Distiller")))
+    names = [term.name for term, _ in pairs]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"Two terms are named {repeated[0]!r}: give each its own name (e.g. "
+                         f"FitNet('stage1', name='fitnet1')), so that their losses are logged apart.")
+    return pairs
 
 
 class _EpochCounter(keras.callbacks.Callback):
@@ -169,6 +193,7 @@ class Distiller(keras.Model):
         student_loss_weight=0.1,
         distillation_loss_weight=9.0,
         nan_policy="raise",
+        terms=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -184,21 +209,44 @@ class Distiller(keras.Model):
                                                 owner="Distiller")
         self.distillation_loss_weight = check_number("distillation_loss_weight", distillation_loss_weight, minimum=0,
                                                      owner="Distiller")
-        if self.student_loss_weight == 0 and self.distillation_loss_weight == 0:
-            raise ValueError("student_loss_weight and distillation_loss_weight cannot both be 0.")
-        if distillation_loss is None:
-            distillation_loss = losses_lib.KD(temperature="adaptive", standardize=True)
-        self.distillation_loss = losses_lib.get(distillation_loss)
+        if terms is not None:
+            if distillation_loss is not None:
+                raise ValueError("Pass the distillation either as `terms=[(term, weight), ...]` or as "
+                                 "`distillation_loss=` with `distillation_loss_weight=`, not both.")
+            pairs = _term_pairs(terms)
+            logit_losses = [t.loss for t, _ in pairs if isinstance(t, methods_lib.LogitTerm)]
+            self.distillation_loss = logit_losses[0] if logit_losses else None
+        else:
+            if distillation_loss is None:
+                distillation_loss = losses_lib.KD(temperature="adaptive", standardize=True)
+            self.distillation_loss = losses_lib.get(distillation_loss)
+            pairs = [(methods_lib.LogitTerm(self.distillation_loss, name=LEGACY_TERM), self.distillation_loss_weight)]
+        self._legacy = terms is None
+        if self.student_loss_weight == 0 and all(w == 0 for _, w in pairs):
+            raise ValueError("student_loss_weight and distillation_loss_weight cannot both be 0." if self._legacy else
+                             "student_loss_weight and every term's weight are 0: nothing to train on.")
+        self.terms = [term for term, _ in pairs]
+        self.term_weights = [weight for _, weight in pairs]
         teacher.trainable = False
         self.student = student
         self.teacher = teacher
-        _check_models(teacher, student, self.distillation_loss)
+        probe = _check_models(teacher, student)
+        # One extractor per model for the union of what the terms read: one forward pass each per step.
+        reads_t = {n for t in self.terms for n in t.reads}
+        reads_s = {n for t in self.terms for n in t.student_reads}
+        object.__setattr__(self, "_teacher_features", model_features(teacher, reads_t, "teacher"))
+        object.__setattr__(self, "_student_features", model_features(student, reads_s, "student"))
+        self._build_terms(probe)
         self.student_loss_tracker = keras.metrics.Mean(name="student_loss")
-        self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
-        self.temperature_tracker = keras.metrics.Mean(name="temperature")
+        self.term_trackers = [keras.metrics.Mean(name=f"{t.name}_loss") for t in self.terms]
+        self._log_names = self._term_log_names()
+        self.log_trackers = [keras.metrics.Mean(name=n) for names in self._log_names for n in names.values()]
         self.correlation_tracker = keras.metrics.Mean(name="logit_correlation")
         if nan_policy == "skip_batch":
             self.skipped_batches_tracker = keras.metrics.Sum(name="skipped_batches")
+        self.training_log_names = tuple(
+            ["student_loss", "logit_correlation", "skipped_batches"] + [m.name for m in self.term_trackers]
+            + [m.name for m in self.log_trackers])
         # The 0-based training epoch, for schedules in losses and temperatures (DKD's warm-up, CTKD's
         # gradient reversal). `fit` keeps it current; it is saved with the model, so resumes keep it.
         self.epoch = self.add_weight(
@@ -208,9 +256,38 @@ class Distiller(keras.Model):
         # built too (saving and loading, optimizer variables included, rely on it).
         self.built = True
 
+    @property
+    def reads_teacher_features(self):
+        """Whether a term reads more of the teacher than its logits (a teacher-logit cache cannot serve it)."""
+        return any(name != methods_lib.LOGITS for t in self.terms for name in t.reads)
+
+    def _term_log_names(self):
+        """Per term, {its log name: the logged name}: a name that several terms log gets the term's prefix."""
+        counts = {}
+        for term in self.terms:
+            for name in term.log_names:
+                counts[name] = counts.get(name, 0) + 1
+        return [{n: (n if counts[n] == 1 else f"{t.name}_{n}") for n in t.log_names} for t in self.terms]
+
+    def _build_terms(self, probe):
+        """Sizes every term's connectors from the features of a probe batch (when the input shape is known)."""
+        if probe is None:
+            return
+        teacher = self._features(self._teacher_features, self.teacher, probe, False)
+        student = self._features(self._student_features, self.student, probe, False)
+        labels = np.zeros(len(probe), "int32")
+        for term in self.terms:
+            term(teacher, student, labels=labels)  # builds (connectors, a learnable temperature's weights)
+
     # ------------------------------------------------------------------ forward
     def call(self, inputs, training=False):
         return self.student(inputs, training=training)
+
+    @staticmethod
+    def _features(extractor, model, x, training):
+        if extractor is None:
+            return {methods_lib.LOGITS: model(x, training=training)}
+        return dict(extractor(x, training=training))
 
     def _per_sample_student_loss(self, y, student_logits):
         loss_fn = input_checks.student_loss_fn(getattr(self, "loss", None))
@@ -220,14 +297,27 @@ class Distiller(keras.Model):
         """Returns the unscaled losses and logged values for one (per-replica) batch; the teacher runs
         unless the batch brought its logits (`teacher_logits`)."""
         if teacher_logits is None:
-            teacher_logits = self.teacher(x, training=False)
-        teacher_logits = tf.stop_gradient(tf.cast(teacher_logits, "float32"))
-        student_logits = tf.cast(self.student(x, training=training), "float32")
-        per_sample_kd, temperature = self.distillation_loss(
-            teacher_logits, student_logits, labels=y, epoch=self.epoch, return_temperature=True
-        )
-        distillation_loss = _weighted_mean(per_sample_kd, sample_weight)
-        total = self.distillation_loss_weight * distillation_loss
+            teacher = self._features(self._teacher_features, self.teacher, x, False)
+        elif self.reads_teacher_features:
+            raise ValueError(
+                "The batch brings cached teacher logits, but the terms "
+                f"{[t.name for t in self.terms if t.reads_features]} read the teacher's intermediate features, "
+                "which a teacher-logit cache does not hold. Train on plain (images, labels) batches: the teacher "
+                "then runs in every step.")
+        else:
+            teacher = {methods_lib.LOGITS: teacher_logits}
+        teacher = {k: tf.stop_gradient(tf.cast(v, "float32")) for k, v in teacher.items()}
+        teacher_logits = teacher[methods_lib.LOGITS]
+        student = self._features(self._student_features, self.student, x, training)
+        student_logits = tf.cast(student[methods_lib.LOGITS], "float32")
+        total = tf.zeros((), "float32")
+        logs = {}
+        for term, weight, tracker, names in zip(self.terms, self.term_weights, self.term_trackers, self._log_names):
+            per_sample, term_logs = term(teacher, student, labels=y, epoch=self.epoch)
+            loss = _weighted_mean(per_sample, sample_weight)
+            total += weight * loss
+            logs[tracker.name] = loss
+            logs.update({names[k]: tf.cast(v, "float32") for k, v in term_logs.items()})
         if y is None:
             if self.student_loss_weight > 0:
                 raise ValueError(
@@ -240,15 +330,11 @@ class Distiller(keras.Model):
                 self._per_sample_student_loss(y, student_logits), sample_weight
             )
             total += self.student_loss_weight * student_loss
-        regularization = self.student.losses + self.distillation_loss.losses
+        regularization = self.student.losses + [r for term in self.terms for r in term.losses]
         if regularization:
             total += tf.add_n([tf.cast(r, "float32") for r in regularization])
-        logs = {
-            "student_loss": student_loss,
-            "distillation_loss": distillation_loss,
-            "temperature": tf.reduce_mean(temperature),
-            "logit_correlation": tf.reduce_mean(F.logit_correlation(teacher_logits, student_logits)),
-        }
+        logs["student_loss"] = student_loss
+        logs["logit_correlation"] = tf.reduce_mean(F.logit_correlation(teacher_logits, student_logits))
         return total, student_logits, logs, teacher_logits
 
     # ------------------------------------------------------------------ steps
@@ -274,12 +360,7 @@ class Distiller(keras.Model):
         batch = tf.cast(tf.shape(student_logits)[0], "float32") * applied
         loss_tracker = _compat.loss_tracker(self)
         loss_tracker.update_state(tf.where(ok, total, 0.0), sample_weight=batch)
-        trackers = (
-            self.student_loss_tracker,
-            self.distillation_loss_tracker,
-            self.temperature_tracker,
-            self.correlation_tracker,
-        )
+        trackers = (self.student_loss_tracker, *self.term_trackers, *self.log_trackers, self.correlation_tracker)
         for tracker in trackers:
             tracker.update_state(tf.where(ok, logs[tracker.name], 0.0), sample_weight=batch)
         if self.nan_policy == "skip_batch":
@@ -323,7 +404,7 @@ class Distiller(keras.Model):
         loss = _weighted_mean(self._per_sample_student_loss(y, student_logits), sample_weight)
         _compat.loss_tracker(self).update_state(loss, sample_weight=tf.shape(student_logits)[0])
         logs = self.compute_metrics(x, y, student_logits, sample_weight=sample_weight)
-        return _reducible({name: value for name, value in logs.items() if name not in TRAINING_LOG_NAMES})
+        return _reducible({name: value for name, value in logs.items() if name not in self.training_log_names})
 
     # ------------------------------------------------------------------ step guard
     # `_check_labels`, `_step_ok` and `_apply_gradients_if` are the seams a subclass (e.g. the ablations
@@ -394,19 +475,23 @@ class Distiller(keras.Model):
             {
                 "student": keras.saving.serialize_keras_object(self.student),
                 "teacher": keras.saving.serialize_keras_object(self.teacher),
-                "distillation_loss": keras.saving.serialize_keras_object(self.distillation_loss),
                 "student_loss_weight": self.student_loss_weight,
-                "distillation_loss_weight": self.distillation_loss_weight,
                 "nan_policy": self.nan_policy,
             }
         )
+        if self._legacy:  # the form every release wrote: files stay readable by 0.1
+            config["distillation_loss"] = keras.saving.serialize_keras_object(self.distillation_loss)
+            config["distillation_loss_weight"] = self.distillation_loss_weight
+        else:
+            config["terms"] = [[keras.saving.serialize_keras_object(t), w] for t, w in zip(self.terms, self.term_weights)]
         return config
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
         for key in ("student", "teacher", "distillation_loss"):
-            config[key] = keras.saving.deserialize_keras_object(config[key])
-        for key in ("student", "teacher"):  # the file names the fused batch norms as Keras' own
-            fuse_batch_norm(config[key])
+            if key in config:
+                config[key] = keras.saving.deserialize_keras_object(config[key])
+        if config.get("terms") is not None:
+            config["terms"] = [(keras.saving.deserialize_keras_object(t), w) for t, w in config["terms"]]
         return cls(**config)

@@ -111,8 +111,9 @@ def fuse_batch_norm(model):
     of files written by tfadakd 0.1, into `FusedBatchNormalization`, in place; returns how many it turned.
 
     A `.keras` file names the zoo's batch norms as Keras' own class (so that it loads without tfadakd);
-    tfadakd calls this after loading a teacher or a `Distiller`, so that they run the fused kernel again.
-    The weights, arguments and results are unchanged (the layer adds no state; only its `call` differs).
+    the apps call this on the teacher they load, so that it runs the fused kernel again. The weights and
+    arguments are unchanged (the layer adds no state; only its `call` differs), the results agree with
+    Keras' batch norm up to float rounding.
 
     Example:
 
