@@ -63,6 +63,12 @@ flags.DEFINE_float("distillation_loss_weight", 9.0, "Weight of the distillation 
 flags.DEFINE_float("dkd_alpha", 1.0, "DKD: TCKD weight.", lower_bound=0.0)
 flags.DEFINE_float("dkd_beta", 8.0, "DKD: NCKD weight (per-pair values in apps/flags/).", lower_bound=0.0)
 flags.DEFINE_integer("dkd_warmup_epochs", 20, "DKD: epochs of linear warm-up.", lower_bound=0)
+flags.DEFINE_list("terms", [], "Several distillation terms at once, as name:weight pairs, e.g. --terms=kd:9,fitnet:100 "
+                  "(names: the logit methods of --method, whose temperature and standardization come from their "
+                  "flags, and the feature terms fitnet, at, rkd); replaces --method and --distillation_loss_weight.")
+flags.DEFINE_multi_string("term_option", [], "A feature term's option as term.name=value (a Python literal), e.g. "
+                          "--term_option=fitnet.stage=stage3 --term_option=\"at.stages=('stage2', 'stage3')\"; "
+                          "repeat the flag for several.")
 flags.DEFINE_enum("nan_policy", "raise", ["raise", "skip_batch"], "A batch with NaN/Inf teacher logits, loss or gradients is never applied; raise: stop the run with a message; skip_batch: go on and count it in the skipped_batches log.")
 
 
@@ -110,9 +116,90 @@ def make_loss(config):
         **builder_options(config, config.method, METHOD_FLAGS, "method_options"))
 
 
+def term_specs(config):
+    """[(name, weight)]: --terms, else --method with --distillation_loss_weight; exits on a malformed pair."""
+    if not config.terms:
+        return [(config.method, config.distillation_loss_weight)]
+    specs = []
+    for item in config.terms:
+        name, sep, weight = item.partition(":")
+        try:
+            value = float(weight)
+        except ValueError:
+            value = None
+        if not sep or not name or value is None or not value >= 0 or value == float("inf"):
+            common.fail(f"--terms takes name:weight pairs with a finite weight >= 0, got {item!r} (e.g. "
+                        "--terms=kd:9,fitnet:100).")
+        specs.append((name, value))
+    return specs
+
+
+def term_options(config):
+    """{term name: {option: value}} from --term_option; exits on a malformed one."""
+    import ast
+
+    options = {}
+    for item in config.term_option:
+        key, sep, value = item.partition("=")
+        term, dot, option = key.partition(".")
+        if not sep or not dot or not option.strip().isidentifier():
+            common.fail(f"--term_option takes term.name=value, got {item!r} (e.g. --term_option=fitnet.stage=stage3).")
+        try:
+            parsed = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            parsed = value.strip()
+        options.setdefault(term.strip(), {})[option.strip()] = parsed
+    return options
+
+
+def make_terms(config):
+    """The Distiller's terms of the flags, [(term, weight)]: logit methods through make_loss (their flags),
+    feature terms from tfadakd.methods with --term_option; raises ValueError or TypeError for bad options."""
+    import tfadakd
+
+    options = term_options(config)
+    unknown = sorted(set(options) - {name for name, _ in term_specs(config)})
+    if unknown:
+        raise ValueError(f"--term_option names {unknown}, which are not among the run's terms "
+                         f"{[name for name, _ in term_specs(config)]}")
+    terms = []
+    for name, weight in term_specs(config):
+        if name in tfadakd.methods.METHODS:
+            terms.append((tfadakd.methods.METHODS.build(name, **options.get(name, {})), weight))
+        elif name in tfadakd.losses.LOSSES:
+            if options.get(name):
+                raise ValueError(f"the logit method {name!r} takes its options from its flags and --method_options, "
+                                 "not --term_option")
+            terms.append((tfadakd.methods.LogitTerm(make_loss(config.replace(method=name)), name=name), weight))
+        else:
+            valid = sorted(tfadakd.methods.METHODS.names() + tfadakd.losses.LOSSES.names())
+            raise ValueError(f"Unknown distillation term {name!r}. Valid names: {', '.join(valid)}")
+    return terms
+
+
+def make_distiller(config, student, teacher):
+    """The run's `tfadakd.Distiller`: with `terms=` for --terms or a feature --method, else with the one logit
+    loss (the form, and the logs, of every run before terms)."""
+    import tfadakd
+
+    if config.terms or config.method in tfadakd.methods.METHODS:
+        return tfadakd.Distiller(student, teacher, terms=make_terms(config),
+                                 student_loss_weight=config.student_loss_weight, nan_policy=config.nan_policy)
+    return tfadakd.Distiller(student, teacher, make_loss(config), config.student_loss_weight,
+                             config.distillation_loss_weight, nan_policy=config.nan_policy)
+
+
+def reads_teacher_features(config):
+    """Whether a term of the flags reads the teacher's intermediate features (then no teacher-logit cache)."""
+    import tfadakd
+
+    return any(name in tfadakd.methods.METHODS for name, _ in term_specs(config))
+
+
 def default_run_name(config):
     standardized = "_std" if config.standardize else ""
-    return f"{config.student}_from_{config.teacher}_{config.method}_{config.temperature}{standardized}_s{config.seed}"
+    method = config.method if not config.terms else "+".join(name for name, _ in term_specs(config))
+    return f"{config.student}_from_{config.teacher}_{method}_{config.temperature}{standardized}_s{config.seed}"
 
 
 def verify_shipped(path):
@@ -190,18 +277,22 @@ def check(config):
     common.run_dir(config, default_run_name(config))  # refuses a --run_name outside --output_dir
 
     import_plugins(config.plugins)
-    for flag, registry in (("method", tfadakd.losses.LOSSES), ("temperature", tfadakd.temperatures.TEMPERATURES)):
-        if getattr(config, flag) not in registry:
-            common.fail(f"Unknown --{flag} {getattr(config, flag)!r}. Valid names: {', '.join(registry.names())}.")
+    if config.method not in tfadakd.losses.LOSSES and config.method not in tfadakd.methods.METHODS:
+        valid = sorted(tfadakd.losses.LOSSES.names() + tfadakd.methods.METHODS.names())
+        common.fail(f"Unknown --method {config.method!r}. Valid names: {', '.join(valid)}.")
+    if config.temperature not in tfadakd.temperatures.TEMPERATURES:
+        common.fail(f"Unknown --temperature {config.temperature!r}. Valid names: "
+                    f"{', '.join(tfadakd.temperatures.TEMPERATURES.names())}.")
     for flag in ("student", "teacher"):
         common.check_model_name(flag, getattr(config, flag))
     try:
-        make_loss(config)  # validate the method options before any training
+        make_terms(config)  # validate the methods' options before any training
     except (ValueError, TypeError) as error:
         common.fail(f"{error} (--method={config.method}, --temperature={config.temperature}; the scheme and method "
                     "options come from their flags and --temperature_options / --method_options)")
-    if config.student_loss_weight == 0 and config.distillation_loss_weight == 0:
-        common.fail("--student_loss_weight and --distillation_loss_weight cannot both be 0.")
+    if config.student_loss_weight == 0 and all(weight == 0 for _, weight in term_specs(config)):
+        common.fail("--student_loss_weight and --distillation_loss_weight cannot both be 0." if not config.terms else
+                    "--student_loss_weight and every weight of --terms are 0: nothing to train on.")
     common.milestones(config)
     unknown = sorted(set(config.export_tflite) - set(tfadakd.export.QUANTIZATION_MODES))
     if unknown:
@@ -305,10 +396,7 @@ def distill(config, strategy, data, teacher_path, run_dir, callbacks=()):
         teacher = load_teacher(teacher_path, config.unsafe_teacher)
         student = common.build_model(config, config.student, data.num_classes, data.image_shape)
         try:
-            distiller = tfadakd.Distiller(
-                student, teacher, make_loss(config), config.student_loss_weight, config.distillation_loss_weight,
-                nan_policy=config.nan_policy,
-            )
+            distiller = make_distiller(config, student, teacher)
         except ValueError as error:
             common.fail(f"{error} (teacher: {teacher_path})")
         distiller.compile(
@@ -317,7 +405,7 @@ def distill(config, strategy, data, teacher_path, run_dir, callbacks=()):
             metrics=common.metrics(),
             jit_compile=config.jit_compile,
         )
-    if config.teacher_cache:
+    if config.teacher_cache and not distiller.reads_teacher_features:
         data = data.with_train(cached_teacher_logits(config, teacher, data.train))
     results = common.fit_run(
         distiller, data.train, data.validation, run_dir, config.epochs, model_to_save=student,
@@ -367,7 +455,10 @@ def make_plan(config, data):
             teacher_epochs = config.teacher_epochs or config.epochs
             phases.append(phase("teacher", teacher_epochs - common.epochs_done(os.path.dirname(path)), 3 * teacher, teacher))
         cached = 0
-        if config.teacher_cache:
+        if config.teacher_cache and reads_teacher_features(config):
+            print(f"Teacher-logit cache {config.teacher_cache}: not used, the terms read the teacher's intermediate "
+                  "features (a cache holds its logits only); the teacher runs in every step.")
+        elif config.teacher_cache:
             from tfadakd.teacher_cache import CacheMismatchError, TeacherCache
 
             try:
@@ -375,7 +466,7 @@ def make_plan(config, data):
             except CacheMismatchError as error:
                 common.fail(str(error))
             phases.append(phase("teacher cache", max(0, config.epochs - cached), teacher, 0, evals=0))
-        distill_units = 3 * student + (0 if config.teacher_cache else teacher)
+        distill_units = 3 * student + (0 if config.teacher_cache and not reads_teacher_features(config) else teacher)
         run_dir = common.run_dir(config, default_run_name(config))
         phases.append(phase("distillation", config.epochs - common.epochs_done(run_dir), distill_units, student))
         if config.baseline_student:
@@ -404,8 +495,7 @@ def measure(config, plan, data):
     if first.name == "distillation":
         teacher = (load_teacher(path, config.unsafe_teacher) if os.path.exists(path)
                    else tfadakd.models.build(config.teacher, **shape))
-        model = tfadakd.Distiller(student, teacher, make_loss(config), config.student_loss_weight,
-                                  config.distillation_loss_weight)
+        model = make_distiller(config, student, teacher)
     elif first.name == "teacher":
         model = tfadakd.models.build(config.teacher, **shape)
     elif first.name == "teacher cache":

@@ -245,12 +245,34 @@ def fit(path):
     }
 
 
+def feature_terms():
+    """tfadakd.methods' feature terms and the correlation loss on fixed inputs (values; the parent compares)."""
+    import tfadakd
+    from tfadakd.methods import AT, RKD, FitNet
+
+    rng = np.random.default_rng(3)
+    t2, s2 = rng.normal(size=(3, 8, 8, 6)).astype("float32"), rng.normal(size=(3, 8, 8, 6)).astype("float32")
+    t1, s1 = rng.normal(size=(3, 16, 16, 4)).astype("float32"), rng.normal(size=(3, 8, 8, 2)).astype("float32")
+    tp, sp = rng.normal(size=(5, 6)).astype("float32"), rng.normal(size=(5, 3)).astype("float32")
+    t, s, _ = logits()
+    return {
+        "stage1": [tolist(t1), tolist(s1)], "stage2": [tolist(t2), tolist(s2)], "pool": [tolist(tp), tolist(sp)],
+        "fitnet": tolist(FitNet()({"stage2": t2}, {"stage2": s2})[0]),
+        "at": tolist(AT(("stage1", "stage2"))({"stage1": t1, "stage2": t2}, {"stage1": s1, "stage2": s2})[0]),
+        "rkd": tolist(RKD()({"pool": tp}, {"pool": sp})[0]),
+        "correlation": tolist(tfadakd.losses.Correlation()(t, s)),
+        "logits": [tolist(t), tolist(s)],
+        "loaded": "tfadakd.methods" in sys.modules and "tfadakd.distiller" not in sys.modules,
+    }
+
+
 if __name__ == "__main__":
     out_path = sys.argv[1]
     section(imports)
     section(values)
     section(gradients)
     section(keras_distiller)
+    section(feature_terms)
     if len(sys.argv) > 2:
         data_path = sys.argv[2]
 

@@ -117,7 +117,9 @@ def test_killed_run_resumes_from_the_last_completed_epoch(teacher, tfds_data_dir
         (["--epochs=0"], "epochs"),
         (["--no_such_flag=1"], "no_such_flag"),
         (["--flagfile=/nonexistent.flags"], "nonexistent.flags"),
-        (["--method=fitnet"], "Unknown --method 'fitnet'. Valid names: dkd, kd"),
+        (["--method=fitnets"], "Unknown --method 'fitnets'. Valid names: at, correlation, dkd, fitnet, kd, rkd"),
+        (["--terms=kd:9,fitnet"], "--terms takes name:weight pairs with a finite weight >= 0, got 'fitnet'"),
+        (["--terms=kd:9", "--term_option=fitnet.stage=stage3"], "--term_option names ['fitnet'], which are not among"),
         (["--temperature=hot"], "Valid names: adaptive, learnable, normkd, standardized, static"),
         (["--student=resnet9"], "Unknown --student 'resnet9'"),
         (["--temperature=standardized", "--nostandardize"], "standardize=True"),
@@ -395,3 +397,19 @@ def test_the_student_is_the_same_whether_its_teacher_was_trained_in_the_process_
     assert len(students[0].weights) == len(students[1].weights) > 0
     for a, b in zip(students[0].weights, students[1].weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+
+
+def test_feature_and_logit_terms_together_through_the_app(teacher, tfds_data_dir, tmp_path):
+    """--terms=kd:9,fitnet:100 with a stage chosen by --term_option: both losses logged; the teacher-logit
+    cache is not used (the teacher's features are read), and the run says so."""
+    _, path, _ = teacher
+    proc = run_app("distill.py", f"--teacher_path={path}", "--teacher=resnet8", "--student=resnet8", "--epochs=1",
+                   "--terms=kd:9,fitnet:100", "--term_option=fitnet.stage=stage3", f"--output_dir={tmp_path}",
+                   f"--teacher_cache={tmp_path / 'cache'}", "--run_name=terms", *TINY, data_dir=tfds_data_dir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "not used, the terms read the teacher's intermediate features" in proc.stdout
+    assert not (tmp_path / "cache").exists()
+    header = (tmp_path / "cifar10" / "terms" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"kd_loss", "fitnet_loss", "temperature", "logit_correlation", "student_loss"} <= set(header)
+    config = json.loads((tmp_path / "cifar10" / "terms" / "config.json").read_text())
+    assert config["terms"] == ["kd:9", "fitnet:100"] and config["term_option"] == ["fitnet.stage=stage3"]

@@ -154,3 +154,16 @@ def test_adapter_fit_on_real_cifar10_on_jax(jax_run):
     assert got["teacher_accuracy"] > 0.25, got
     assert got["student_accuracy_after"] > got["student_accuracy_before"] + 0.06, got
     assert got["student_accuracy_after"] > 0.18, got
+
+
+def test_feature_terms_and_the_correlation_loss_equal_numpy_references_on_jax(jax_run):
+    got = part(jax_run, "feature_terms")
+    assert got["loaded"]  # tfadakd.methods imports without TensorFlow; the Distiller is not needed
+    t1, s1 = (np.array(a) for a in got["stage1"])
+    t2, s2 = (np.array(a) for a in got["stage2"])
+    tp, sp = (np.array(a) for a in got["pool"])
+    t, s = (np.array(a) for a in got["logits"])
+    np.testing.assert_allclose(got["fitnet"], ref.fitnet(t2, s2), rtol=1e-5)
+    np.testing.assert_allclose(got["at"], ref.at([t1, t2], [s1, s2]), rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(got["rkd"], ref.rkd(tp, sp), rtol=1e-4)
+    np.testing.assert_allclose(got["correlation"], 1.0 - ref.pearson(t, s), rtol=1e-5, atol=1e-6)
