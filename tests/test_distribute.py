@@ -134,3 +134,55 @@ def test_synchronized_batch_norm_makes_mirrored_equal_single_device(sync_runs):
     # without synchronization, per-replica statistics give a different step (and moving variance)
     assert any(not np.allclose(np.array(a), np.array(b), rtol=1e-4, atol=1e-6)
                for a, b in zip(single["weights"], plain["weights"]))
+
+
+FEATURE_SCRIPT = textwrap.dedent(
+    """
+    import json
+    import numpy as np
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import keras, tfadakd
+
+    def cnn(seed, width):
+        keras.utils.set_random_seed(seed)
+        inputs = keras.Input((8, 8, 3))
+        x = keras.layers.Conv2D(width, 3, padding="same", activation="relu", name="stage1")(inputs)
+        x = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu", name="stage2")(x)
+        return keras.Model(inputs, keras.layers.Dense(5)(keras.layers.GlobalAveragePooling2D()(x)))
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 8, 8, 3)).astype("float32")
+    y = rng.integers(0, 5, 32)
+    initial = {"teacher": cnn(0, 6).get_weights(), "student": cnn(1, 4).get_weights()}
+
+    def run(strategy):
+        with strategy.scope():
+            teacher, student = cnn(0, 6), cnn(1, 4)
+            teacher.set_weights(initial["teacher"]); student.set_weights(initial["student"])
+            terms = [(tfadakd.losses.KD(temperature="adaptive", standardize=True), 9.0),
+                     (tfadakd.methods.FitNet("stage2"), 100.0), (tfadakd.methods.AT(("stage1", "stage2")), 1000.0)]
+            distiller = tfadakd.Distiller(student, teacher, terms=terms, student_loss_weight=0.1)
+            distiller.compile(optimizer=tfadakd.optimizers.SGD(0.05, momentum=0.9))
+        ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(16, drop_remainder=True)
+        logs = distiller.fit(ds, epochs=1, verbose=0, shuffle=False).history
+        return {"logs": logs, "weights": [w.tolist() for w in student.get_weights()]}
+
+    one = tf.distribute.OneDeviceStrategy("/cpu:0")
+    two = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    print("RESULT" + json.dumps({"single": run(one), "mirrored": run(two)}))
+    """
+)
+
+
+def test_a_step_with_feature_terms_under_mirrored_equals_the_single_device_step():
+    """KD + FitNet (equal shapes: no connector) + AT on 2 replicas: the same update and logs as one device."""
+    proc = subprocess.run([sys.executable, "-c", FEATURE_SCRIPT], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    got = json.loads(next(l for l in proc.stdout.splitlines() if l.startswith("RESULT"))[len("RESULT"):])
+    single, mirrored = got["single"], got["mirrored"]
+    for a, b in zip(single["weights"], mirrored["weights"]):
+        np.testing.assert_allclose(np.array(b), np.array(a), rtol=1e-5, atol=1e-6)
+    for name in ("loss", "kd_loss", "fitnet_loss", "at_loss", "temperature", "student_loss"):
+        np.testing.assert_allclose(mirrored["logs"][name], single["logs"][name], rtol=1e-5, err_msg=name)

@@ -204,3 +204,21 @@ def test_a_distiller_saved_by_tfadakd_0_1_loads_with_its_weights():
     theta = float(loaded.distillation_loss.temperature.theta.numpy())
     assert theta != 1.0 and abs(theta - 1.0) < 1e-3  # trained (the file's value), not re-initialized
     assert loaded.get_config()["distillation_loss_weight"] == 2.0 and "terms" not in loaded.get_config()
+
+
+def test_under_mixed_bfloat16_the_terms_and_connectors_compute_in_float32():
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        teacher, student = cnn(8, 0), cnn(4, 1)
+        distiller = tfadakd.Distiller(student, teacher, terms=[(FitNet("stage2"), 1.0), (AT(("stage1",)), 1.0)])
+        features = distiller._student_features(data(4)[0], training=False)
+        assert features["stage2"].dtype == "bfloat16"  # the models compute in bfloat16 ...
+        connector = distiller.terms[0].connector
+        assert all(layer.compute_dtype == "float32" for layer in connector.layers)  # ... the terms in float32
+        per_sample, _ = distiller.terms[0](distiller._teacher_features(data(4)[0], training=False), features)
+        assert per_sample.dtype == "float32"
+        distiller.compile(optimizer="sgd")
+        logs = distiller.train_on_batch(*data(8), return_dict=True)
+        assert np.isfinite(logs["fitnet_loss"]) and np.isfinite(logs["at_loss"])
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
