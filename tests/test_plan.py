@@ -158,3 +158,25 @@ def test_a_stop_during_the_cache_build_or_an_export_says_what_stopped_and_how_to
     assert stopped.value.code == 128 + signal.SIGTERM
     assert "Stopped by SIGTERM during the teacher-logit cache build. Rerun the same command." in capsys.readouterr().err
     assert signal.getsignal(signal.SIGTERM) is handler
+
+
+@pytest.mark.parametrize("flagfile", sorted((Path(__file__).resolve().parents[1] / "apps" / "flags").glob("*.flags")),
+                         ids=lambda p: p.name)
+def test_every_shipped_flag_file_passes_the_apps_checks(flagfile, monkeypatch):
+    """Each apps/flags/*.flags parses with apps/distill.py's flags and passes every check that needs no data
+    (names of models, methods and terms, their options, weights, milestones against the epochs)."""
+    from absl import flags as absl_flags
+
+    import common
+    import distill
+
+    argv = ["distill.py", f"--flagfile={flagfile}"]
+    absl_flags.FLAGS.unparse_flags()
+    try:
+        absl_flags.FLAGS(argv)
+        config = common.Config({f.name: f.value for module in ("distill", "app_flags")
+                                for f in absl_flags.FLAGS.get_flags_for_module(module)})
+        distill.check(config)
+        assert distill.make_terms(config)
+    finally:
+        absl_flags.FLAGS.unparse_flags()
