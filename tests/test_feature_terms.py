@@ -28,9 +28,9 @@ def test_fitnet_without_a_connector_is_the_per_sample_mse():
 
 
 @pytest.mark.parametrize("student_shape, layers", [
-    ((2, 16, 16, 8), ["Conv2D", "BatchNormalization"]),          # larger: 3x3, stride 2
-    ((2, 4, 4, 8), ["UpSampling2D", "Conv2D", "BatchNormalization"]),  # smaller: upsample 2, 1x1
-    ((2, 8, 8, 6), ["Conv2D", "BatchNormalization"]),            # channels only: 1x1
+    ((2, 16, 16, 8), ["Conv2D", "BatchNormalization", "ReLU"]),          # larger: 3x3, stride 2
+    ((2, 4, 4, 8), ["UpSampling2D", "Conv2D", "BatchNormalization", "ReLU"]),  # smaller: upsample 2, 1x1
+    ((2, 8, 8, 6), ["Conv2D", "BatchNormalization", "ReLU"]),            # channels only: 1x1
 ])
 def test_fitnet_connectors_are_sized_from_the_two_shapes(student_shape, layers):
     t, s = features((2, 8, 8, 12), 2), features(student_shape, 3)

@@ -5,7 +5,8 @@
 The connector is sized from the two feature shapes when the `Distiller` is built (no per-pair table): a
 1x1 convolution where the resolutions agree, a 3x3 convolution of stride k where the student's map is k
 times larger, a k-times nearest-neighbour upsampling then a 1x1 convolution where it is k times smaller;
-then batch normalization. An identical shape needs no connector. The connector trains with the student,
+then batch normalization and (by default, as the reference code's regressor) a ReLU, the teacher's stage
+outputs being post-activation. An identical shape needs no connector. The connector trains with the student,
 is saved with the `Distiller`, and is not part of `distiller.student`. Weight 100 in the reference recipe.
 
 Example:
@@ -39,6 +40,7 @@ class FitNet(Term):
     Arguments:
         stage: the layer read from both models (default "stage2").
         student_stage: the student's layer, where its name differs.
+        relu: end the connector with a ReLU (True: the teacher's features are post-activation).
         name: the term's name in the logs (default "fitnet").
 
     Raises:
@@ -48,11 +50,14 @@ class FitNet(Term):
 
     log_names = ()
 
-    def __init__(self, stage="stage2", student_stage=None, name="fitnet", **kwargs):
+    def __init__(self, stage="stage2", student_stage=None, relu=True, name="fitnet", **kwargs):
         kwargs.pop("reads", None)
         kwargs.pop("student_reads", None)
         super().__init__(reads=(stage,), student_reads=(student_stage or stage,), name=name, **kwargs)
         self.stage, self.student_stage = stage, student_stage
+        if not isinstance(relu, bool):
+            raise ValueError(f"FitNet `relu` must be True or False, got {relu!r}.")
+        self.relu = relu
         self.connector = None
 
     def build_for(self, teacher_shapes, student_shapes):
@@ -70,6 +75,8 @@ class FitNet(Term):
             kernel, stride = (3, k) if student_larger else (1, 1)
             layers += [keras.layers.Conv2D(t[3], kernel, strides=stride, padding="same", use_bias=False, dtype="float32"),
                        keras.layers.BatchNormalization(dtype="float32")]
+            if self.relu:
+                layers.append(keras.layers.ReLU(dtype="float32"))
             self.connector = keras.Sequential(layers, name=f"{self.name}_connector")
             self.connector.build((None,) + s[1:])
         super().build_for(teacher_shapes, student_shapes)
@@ -84,5 +91,5 @@ class FitNet(Term):
         config = super().get_config()
         for key in ("reads", "student_reads"):
             config.pop(key)
-        config.update({"stage": self.stage, "student_stage": self.student_stage})
+        config.update({"stage": self.stage, "student_stage": self.student_stage, "relu": self.relu})
         return config
