@@ -188,7 +188,7 @@ def fit_run(*args, **kwargs):
     check_same_data(args[3] if len(args) > 3 else kwargs["run_dir"], kwargs.get("config"))
     try:
         return tfadakd.runs.fit_run(*args, **kwargs)
-    except (tfadakd.callbacks.CheckpointError, tfadakd.runs.RunConflictError, tfadakd.distiller.NonFiniteError,
+    except (tfadakd.checkpoints.CheckpointError, tfadakd.runs.RunConflictError, tfadakd.step_guard.NonFiniteError,
             PermissionError) as error:
         fail(str(error))
     except tfadakd.graceful_stop.TrainingInterrupted as stop:
@@ -349,7 +349,7 @@ def epochs_done(run_dir):
     import tfadakd
 
     try:
-        state = tfadakd.callbacks.read_json(os.path.join(run_dir, "checkpoints", "state.json"))
+        state = tfadakd.files.read_json(os.path.join(run_dir, "checkpoints", "state.json"))
     except (OSError, ValueError):  # no such folder, or a damaged state: the run itself reports it later
         return 0
     return int(state["epoch"]) + 1 if isinstance(state, dict) and "epoch" in state else 0

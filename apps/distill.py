@@ -210,7 +210,7 @@ def verify_shipped(path):
         return
     with open(recorded_path) as f:
         recorded = f.read().split()[0].lower()
-    from tfadakd.callbacks import file_sha256
+    from tfadakd.files import file_sha256
 
     actual = file_sha256(path)
     if actual != recorded:
@@ -410,7 +410,7 @@ def distill(config, strategy, data, teacher_path, run_dir, callbacks=()):
     results = common.fit_run(
         distiller, data.train, data.validation, run_dir, config.epochs, model_to_save=student,
         # The teacher file's digest: a resume with a changed teacher file is refused (fit_run compares configs).
-        config={"teacher_path": teacher_path, "teacher_sha256": tfadakd.callbacks.file_sha256(teacher_path),
+        config={"teacher_path": teacher_path, "teacher_sha256": tfadakd.files.file_sha256(teacher_path),
                 **config.as_dict(), "data": data.description, "training_data": data.train.description},
         verbose=config.verbose,
         test_data=data.reported_test, callbacks=list(callbacks),

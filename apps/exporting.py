@@ -151,7 +151,7 @@ def _export_run(run_dir, modes, dataset=None, model_name="best", calibration_exa
                                                  report["modes"].get("none", {}).get("size_bytes"))
         if saved_model:
             report["saved_model"] = tfadakd.export.to_saved_model(model, os.path.join(out_dir, "saved_model"))
-        tfadakd.callbacks.atomic_write_json(os.path.join(run_dir, "export.json"), report)
+        tfadakd.files.atomic_write_json(os.path.join(run_dir, "export.json"), report)
     except OSError as error:  # a full disk, a read-only folder: the files written before stay as they were
         common.fail(f"{error}\nThe export stopped; every file it had finished is complete, and no partial file "
                     f"is left. Free some disk space (or fix the folder {out_dir}), then rerun the same command.")

@@ -385,7 +385,7 @@ def write_report(run_dirs, out_dir, title="Results"):
     groups = group(run_dirs)
     text = markdown(summarize_variants(groups), title, [_progress(r) for r in unfinished], machines(run_dirs))
     plot(groups, out_dir)
-    from tfadakd.callbacks import atomic_write_text
+    from tfadakd.files import atomic_write_text
 
     atomic_write_text(os.path.join(out_dir, "report.md"), text)
     return text

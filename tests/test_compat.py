@@ -153,6 +153,64 @@ def test_flatten_layers_lists_the_model_and_its_nested_layers_once():
         assert names[0] == "outer", f"does not start with the model itself: {names}"
         assert {"inner", "inner_dense", "shared"} <= set(names), f"misses nested layers: {names}"
         assert len(names) == len(set(names)), f"lists a layer twice: {names}"
+        without = [layer.name for layer in _compat.flatten_layers(outer, include_self=False)]
+        assert without == names[1:], f"include_self=False gives {without}, not {names[1:]}"
+
+
+def test_is_functional_tells_functional_models_from_subclassed_ones():
+    class Subclassed(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = keras.layers.Dense(3)
+
+        def call(self, x):
+            return self.dense(x)
+
+    with relied_upon("keras.src.models.functional.Functional", "is_functional"):
+        assert _compat.is_functional(mlp()), "keras.Model(inputs, outputs) is not Functional"
+        assert not _compat.is_functional(Subclassed()), "a subclassed keras.Model counts as Functional"
+        assert not _compat.is_functional(keras.layers.Dense(3)), "a layer counts as Functional"
+        assert _compat.is_functional(keras.models.clone_model(mlp())), "a clone of a Functional model is not"
+
+
+def _tiny_tflite():
+    """The flatbuffer of a dense layer with constant weights, converted with builtin ops only."""
+    kernel = tf.constant(np.arange(12, dtype="float32").reshape(4, 3))
+
+    @tf.function(input_signature=[tf.TensorSpec((1, 4), tf.float32)])
+    def dense(x):
+        return tf.matmul(x, kernel) + 1.0
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([dense.get_concrete_function()])
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    return converter.convert()
+
+
+def _check_schema(schema, flatbuffer):
+    model = schema.Model.GetRootAs(flatbuffer, 0)
+    assert model.SubgraphsLength() == 1, f"{model.SubgraphsLength()} subgraphs"
+    names = {value: name for name, value in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
+    codes = []
+    for i in range(model.OperatorCodesLength()):
+        opcode = model.OperatorCodes(i)
+        codes.append(max(opcode.BuiltinCode(), opcode.DeprecatedBuiltinCode()))
+    subgraph = model.Subgraphs(0)
+    operators = [names[codes[subgraph.Operators(o).OpcodeIndex()]] for o in range(subgraph.OperatorsLength())]
+    assert "FULLY_CONNECTED" in operators, f"operators {operators}"
+    assert isinstance(schema.BuiltinOperator.CUSTOM, int), "no BuiltinOperator.CUSTOM"
+    assert sum(model.Buffers(i).DataLength() for i in range(model.BuffersLength())) >= 4 * 4 * 3, "no weights"
+
+
+def test_tflite_schema_reads_a_converted_file(monkeypatch):
+    flatbuffer = _tiny_tflite()
+    with relied_upon("ai_edge_litert.schema_py_generated (or TensorFlow's copy)", "tflite_schema"):
+        _check_schema(_compat.tflite_schema(), flatbuffer)
+    # Without ai-edge-litert: TensorFlow's private copy of the schema.
+    monkeypatch.setitem(sys.modules, "ai_edge_litert", None)
+    with relied_upon("tensorflow.lite.python.schema_py_generated", "tflite_schema"):
+        schema = _compat.tflite_schema()
+        assert schema.__name__.startswith("tensorflow."), f"{schema.__name__}, not TensorFlow's copy"
+        _check_schema(schema, flatbuffer)
 
 
 def test_variable_index_is_the_position_given_to_build():

@@ -9,7 +9,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from tfadakd import data
-from tfadakd.data import cifar as cifar_mod
+from tfadakd.data.cifar import prepare as cifar_mod
 
 PAD = 4
 

@@ -222,3 +222,13 @@ def test_under_mixed_bfloat16_the_terms_and_connectors_compute_in_float32():
         assert np.isfinite(logs["fitnet_loss"]) and np.isfinite(logs["at_loss"])
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+def test_the_temperature_monitor_leaves_a_distiller_without_logit_terms_alone():
+    distiller = tfadakd.Distiller(cnn(4, 1), cnn(8, 0), terms=[(AT(("stage1",)), 1.0)])
+    assert distiller.distillation_loss is None
+    monitor = tfadakd.callbacks.TemperatureMonitor([data(4)], num_batches=1)
+    monitor.set_model(distiller)
+    logs = {"loss": 1.0}
+    monitor.on_epoch_end(0, logs)
+    assert logs == {"loss": 1.0}

@@ -94,13 +94,44 @@ def maybe_symbolic_build(model, iterator=None, data_batch=None):
     return keras.Model._maybe_symbolic_build(model, iterator=iterator, data_batch=data_batch)
 
 
-def flatten_layers(model):
-    """`model` and all its layers, nested ones included (depth first, each once).
+def flatten_layers(model, include_self=True):
+    """`model` and all its layers, nested ones included (depth first, each once); without `model` itself
+    when `include_self` is False.
 
     Relies on: `Layer._flatten_layers(include_self=True, recursive=True)` (keras/src/layers/layer.py),
     private since Keras 3.0. Checked on Keras 3.15.
     """
-    return model._flatten_layers()
+    return model._flatten_layers(include_self=include_self)
+
+
+def is_functional(model):
+    """Whether `model` is a Functional model: built as `keras.Model(inputs, outputs)` (the tfadakd zoo,
+    `keras.applications`), so that `keras.models.clone_model` can rebuild it layer by layer. A subclassed
+    `keras.Model` (its own `call`) is not; `keras.Sequential` is its own public class (test it with
+    `isinstance(model, keras.Sequential)`).
+
+    Relies on: `keras.src.models.functional.Functional`, the class `keras.Model(inputs, outputs)` returns,
+    which Keras 3 does not export. Checked on Keras 3.15.
+    """
+    from keras.src.models.functional import Functional
+
+    return isinstance(model, Functional)
+
+
+def tflite_schema():
+    """The Python module of the TFLite flatbuffer schema (`Model`, `BuiltinOperator`, ...), to read a
+    `.tflite` file's operators and buffers without an interpreter.
+
+    Relies on: `ai_edge_litert.schema_py_generated` when the `ai-edge-litert` package is installed (a
+    public module of LiteRT), else TensorFlow's private copy `tensorflow.lite.python.schema_py_generated`
+    (the same generated flatbuffer code, shipped inside TensorFlow's TFLite converter). Checked on
+    TensorFlow 2.21 and ai-edge-litert 2.3.
+    """
+    try:
+        from ai_edge_litert import schema_py_generated as schema
+    except ImportError:
+        from tensorflow.lite.python import schema_py_generated as schema
+    return schema
 
 
 def variable_index(optimizer, variable):

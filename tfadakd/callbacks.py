@@ -15,9 +15,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfadakd.checkpoints import CheckpointError, ResumeCheckpoint  # noqa: F401 - public here too
-from tfadakd.graceful_stop import GracefulStop, TrainingInterrupted  # noqa: F401 - public here too
-from tfadakd.files import (  # noqa: F401 - public here too, as before they moved to tfadakd.files
+from tfadakd.checkpoints import CheckpointError, ResumeCheckpoint  # noqa: F401 - public here too (compatibility)
+from tfadakd.graceful_stop import GracefulStop, TrainingInterrupted  # noqa: F401 - public here too (compatibility)
+# Kept for compatibility: the file helpers are public here too (`tfadakd.callbacks.read_json`, ...), as before
+# they moved to tfadakd.files; the rest of the library imports them from tfadakd.files.
+from tfadakd.files import (  # noqa: F401 - kept for compatibility, as before they moved to tfadakd.files
     atomic_save,
     atomic_write_bytes,
     atomic_write_json,
@@ -157,7 +159,7 @@ class TemperatureMonitor(keras.callbacks.Callback):
         from tfadakd import functional as F
 
         model = self.model
-        if not hasattr(model, "distillation_loss") or logs is None:
+        if getattr(model, "distillation_loss", None) is None or logs is None:  # no logit term: no temperature
             return
         temperatures, correlations = [], []
         for batch in self.batches:

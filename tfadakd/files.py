@@ -180,7 +180,7 @@ def refuse_non_finite(model, what, epoch, kept, nan_policy=None):
     bad = non_finite_variables(variables)
     if bad:
         shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
-        from tfadakd.distiller import NonFiniteError
+        from tfadakd.step_guard import NonFiniteError
 
         if nan_policy == "skip_batch":  # the non-finite batches were skipped already: advise the rest
             advice = ("Batches with NaN/Inf were already skipped (nan_policy='skip_batch'), so the finite ones "

@@ -27,8 +27,8 @@ logits = lean(images, training=False)                       # float32, as teache
 from __future__ import annotations
 
 import keras
-# The class of keras.Model(inputs, outputs) models; Keras 3 does not export it (keras.Sequential is one).
-from keras.src.models.functional import Functional
+
+from tfadakd import _compat
 
 #: Layers whose weights (kernels, biases) are stored in the compute dtype in the copy: the matrix
 #: products, whose inputs are cast to the compute dtype at every call under a mixed policy anyway.
@@ -53,7 +53,7 @@ def _check_model(model, compute_dtype):
         )
     if not isinstance(model, keras.Model):
         raise ValueError(f"inference_copy needs a keras.Model, got {type(model).__name__}.")
-    if not isinstance(model, (keras.Sequential, Functional)):
+    if not (isinstance(model, keras.Sequential) or _compat.is_functional(model)):
         raise ValueError(
             f"inference_copy copies Functional and Sequential models (the tfadakd zoo, keras.applications, "
             f"keras.Model(inputs, outputs)); {model.name!r} is a subclassed {type(model).__name__}, whose "
@@ -69,7 +69,7 @@ def _check_model(model, compute_dtype):
 
 def _model_compute_dtype(model, compute_dtype):
     """The 16-bit dtype `model` already computes in (None for a float32 model); refuses a mismatch."""
-    found = sorted({layer.compute_dtype for layer in model._flatten_layers(include_self=False)
+    found = sorted({layer.compute_dtype for layer in _compat.flatten_layers(model, include_self=False)
                     if layer.compute_dtype in COMPUTE_DTYPES})
     if found and found != [compute_dtype]:
         raise ValueError(

@@ -19,6 +19,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 
 import keras
 import tensorflow as tf
@@ -91,18 +92,24 @@ def _tf_config_task():
     return f"{task.get('type')}:{task.get('index')}" if isinstance(task, dict) and task else None
 
 
+def _library_version():
+    """`tfadakd.__version__`, read without importing the package root from inside it (Python registers the
+    package in `sys.modules` before it imports any of its submodules, this one included)."""
+    package = sys.modules.get(__name__.rpartition(".")[0])
+    return getattr(package, "__version__", None)
+
+
 def describe():
     """A JSON-serializable record of the code and the machine: time (UTC), library version, path and git
     commit, Python / TensorFlow / Keras versions and backend, precision policy, CPU model, notable CPU flags,
     the logical CPUs this process may use, the accelerators TensorFlow sees, and the multi-worker task."""
-    import tfadakd
     from tfadakd import precision
 
-    library = os.path.dirname(os.path.abspath(tfadakd.__file__))
+    library = os.path.dirname(os.path.abspath(__file__))  # the tfadakd package's folder: this module sits in it
     commit, dirty = git_commit(library)
     record = {
         "utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "tfadakd": getattr(tfadakd, "__version__", None),
+        "tfadakd": _library_version(),
         "library_path": library,
         "git_commit": commit,
         "git_dirty": dirty,

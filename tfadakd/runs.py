@@ -35,7 +35,9 @@ import keras
 
 from tfadakd import _compat
 from tfadakd import callbacks as callbacks_lib
+from tfadakd import files
 from tfadakd import provenance
+from tfadakd.checkpoints import ResumeCheckpoint
 from tfadakd.data.epochs import EpochPipeline
 from tfadakd.graceful_stop import GracefulStop, TrainingInterrupted  # noqa: F401 - raised through fit_run
 
@@ -77,7 +79,7 @@ class _StopOnNonFiniteLoss(keras.callbacks.Callback):
         if (logs or {}).get("skipped_batches", 0) >= batch + 1:
             return  # nan_policy="skip_batch" and no batch of the epoch applied yet: the loss is NaN by design
         if loss is not None and not math.isfinite(loss):
-            from tfadakd.distiller import NonFiniteError
+            from tfadakd.step_guard import NonFiniteError
 
             raise NonFiniteError(
                 f"The training loss became {loss} at batch {batch + 1} of epoch {self._epoch + 1}: the "
@@ -89,7 +91,7 @@ class _StopOnNonFiniteLoss(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         skipped, steps = (logs or {}).get("skipped_batches", 0), (self.params or {}).get("steps")
         if steps and skipped >= steps:
-            from tfadakd.distiller import NonFiniteError
+            from tfadakd.step_guard import NonFiniteError
 
             raise NonFiniteError(
                 f"All {int(skipped)} batches of epoch {epoch + 1} were skipped (nan_policy='skip_batch'): nothing was "
@@ -176,7 +178,7 @@ def comparable(config):
 
 def _check_same_run(run_dir, config, may_change):
     """Refuses to go on in a run directory whose config.json differs from `config` beyond `may_change`."""
-    old = callbacks_lib.read_json(os.path.join(run_dir, CONFIG))
+    old = files.read_json(os.path.join(run_dir, CONFIG))
     if config is None or not isinstance(old, dict):
         return
     new = comparable(config)
@@ -226,7 +228,7 @@ def record_environment(run_dir, initial_epoch, initial_step=0):
     hand) is kept beside it as `environment.json.unreadable` and a new list is started."""
     path = os.path.join(run_dir, ENVIRONMENT)
     try:
-        records = callbacks_lib.read_json(path, default=[])
+        records = files.read_json(path, default=[])
     except ValueError:
         records = None
     if not isinstance(records, list):
@@ -234,7 +236,7 @@ def record_environment(run_dir, initial_epoch, initial_step=0):
         records = []
     records.append({"initial_epoch": int(initial_epoch), "initial_step": int(initial_step or 0),
                     **provenance.describe()})
-    callbacks_lib.atomic_write_json(path, records)
+    files.atomic_write_json(path, records)
     return records
 
 
@@ -324,16 +326,16 @@ def fit_run(
 
 def _fit_run_locked(model, train_data, validation_data, run_dir, epochs, model_to_save, callbacks, verbose, config,
                     temperature_batches, steps_per_epoch, keep_checkpoints, test_data, stop_signals):
-    callbacks_lib.remove_stale_temporaries(run_dir)  # left by a process killed while writing
-    resume = callbacks_lib.ResumeCheckpoint(os.path.join(run_dir, "checkpoints"), keep=keep_checkpoints)
+    files.remove_stale_temporaries(run_dir)  # left by a process killed while writing
+    resume = ResumeCheckpoint(os.path.join(run_dir, "checkpoints"), keep=keep_checkpoints)
     initial_epoch = resume.restore(model)
     if config is not None:
-        callbacks_lib.atomic_write_json(os.path.join(run_dir, CONFIG), config)
+        files.atomic_write_json(os.path.join(run_dir, CONFIG), config)
     if initial_epoch >= epochs:
-        results = callbacks_lib.read_json(os.path.join(run_dir, RESULTS))
+        results = files.read_json(os.path.join(run_dir, RESULTS))
         if results is None:  # finished, but results.json went missing (killed before it, or deleted)
             results = summarize(run_dir)
-            callbacks_lib.atomic_write_json(os.path.join(run_dir, RESULTS), results)
+            files.atomic_write_json(os.path.join(run_dir, RESULTS), results)
         results["resumed_from_epoch"] = initial_epoch
         return results
     if (initial_epoch or resume.initial_step) and verbose:
@@ -391,5 +393,5 @@ def _fit_run_locked(model, train_data, validation_data, run_dir, epochs, model_t
             stop.on_train_end()  # the previous signal handlers are back, whatever stopped the fit
     results = summarize(run_dir)
     results["resumed_from_epoch"] = initial_epoch
-    callbacks_lib.atomic_write_json(os.path.join(run_dir, RESULTS), results)
+    files.atomic_write_json(os.path.join(run_dir, RESULTS), results)
     return results

@@ -35,7 +35,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from tfadakd import callbacks as callbacks_lib
+from tfadakd import files
 
 MANIFEST = "manifest.json"
 FORMAT = 1
@@ -162,7 +162,7 @@ class TeacherCache:
             self._check(manifest, expected)
         else:
             manifest = {**expected, "files": {}}
-        callbacks_lib.remove_stale_temporaries(self.directory)  # safe under the lock: no other writer
+        files.remove_stale_temporaries(self.directory)  # safe under the lock: no other writer
         forward = tf.function(lambda x: tf.cast(teacher(x, training=False), tf.float32))
         for epoch in range(int(epochs)):
             name = _epoch_name(epoch)
@@ -178,10 +178,10 @@ class TeacherCache:
                     "teacher is broken or the data holds NaN. Nothing was written for this epoch."
                 )
             path = os.path.join(self.directory, name)
-            callbacks_lib.atomic_save(lambda tmp: table.astype("<f4").tofile(tmp), path)
-            manifest["files"][str(epoch)] = callbacks_lib.file_sha256(path)
+            files.atomic_save(lambda tmp: table.astype("<f4").tofile(tmp), path)
+            manifest["files"][str(epoch)] = files.file_sha256(path)
             manifest["epochs"] = len(manifest["files"])
-            callbacks_lib.atomic_write_json(os.path.join(self.directory, MANIFEST), manifest)
+            files.atomic_write_json(os.path.join(self.directory, MANIFEST), manifest)
             if verbose:
                 print(f"[teacher cache] epoch {epoch + 1}/{epochs}: {pipeline.num_examples} logits in "
                       f"{time.perf_counter() - start:.1f} s -> {path}", flush=True)
@@ -205,7 +205,7 @@ class TeacherCache:
                     f"The teacher-logit cache in {self.directory} has no epoch {epoch + 1} (its complete epochs: "
                     f"{', '.join(str(e + 1) for e in self.epochs_done()) or 'none'}): build it for {epochs} epochs "
                     "(TeacherCache.build computes the missing ones; the apps do it by themselves).")
-            if callbacks_lib.file_sha256(path) != recorded:
+            if files.file_sha256(path) != recorded:
                 raise CacheMismatchError(
                     f"{path} does not match its SHA-256 in the manifest (damaged or overwritten). Delete it "
                     "and rebuild the cache: the other epochs are kept.")

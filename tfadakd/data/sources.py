@@ -111,7 +111,7 @@ class ImageDataset:
             return listing
         self.path = None
         if self.kind == "cifar":
-            builder = cifar._prepared_builder(self.name, self.data_dir, self.manual_dir, self.download)
+            builder = cifar.prepared_builder(self.name, self.data_dir, self.manual_dir, self.download)
             self.num_classes = cifar.num_classes(self.name)
         else:
             builder = tfds_images.prepared_builder(self.name, self.data_dir, self.manual_dir, self.download)
