@@ -6,8 +6,8 @@
 and the distribution of the relative difference adaptive_i / correlation_i - 1 (quantiles), the Pearson
 correlation of the two over the samples, and both means. Written to --out as JSON and printed.
 
-    python apps/approximation.py --dataset=cifar100 --teacher_path=saved_models/cifar100/resnet32/teacher.keras \
-        --student_path=RUN/student_best.keras --split='train[-5000:]' --out=approximation.json
+    python apps/approximation.py --dataset=cifar100 --teacher_model=saved_models/cifar100/resnet32/teacher.keras \
+        --student_model=RUN/student_best.keras --split='train[-5000:]' --out=approximation.json
 
 --split defaults to the last 5,000 training images: the validation split of the study's runs (never trained on).
 """
@@ -22,10 +22,10 @@ import common
 
 FLAGS = flags.FLAGS
 app_flags.define_data_flags()
-flags.DEFINE_string("teacher_path", None, "The teacher's .keras file.")
-flags.DEFINE_string("student_path", None, "The student's .keras file (a run's student_best.keras).")
+flags.DEFINE_string("teacher_model", None, "The teacher's .keras file.")
+flags.DEFINE_string("student_model", None, "The student's .keras file (a run's student_best.keras).")
 flags.DEFINE_string("split", "train[-5000:]", "The images, in their evaluation view (a tfds split slice).")
-flags.DEFINE_integer("batch_size", 250, "Images per forward pass.", lower_bound=1)
+flags.DEFINE_integer("forward_batch_size", 250, "Images per forward pass.", lower_bound=1)
 flags.DEFINE_string("out", None, "Where to write the JSON summary (default: print only).")
 
 QUANTILES = (1, 5, 25, 50, 75, 95, 99)
@@ -60,7 +60,7 @@ def summarize(teacher_logits, student_logits):
 def main(argv):
     if len(argv) > 1:
         common.fail(f"Unexpected arguments {argv[1:]}; flags look like --name=value.")
-    for flag in ("teacher_path", "student_path"):
+    for flag in ("teacher_model", "student_model"):
         path = getattr(FLAGS, flag)
         if not path or not os.path.exists(path):
             common.fail(f"--{flag}={path} does not exist: pass a .keras file.")
@@ -68,13 +68,13 @@ def main(argv):
     import numpy as np
 
     source = common.open_data(common.Config.from_flags())
-    images = source.evaluation(FLAGS.split, batch_size=FLAGS.batch_size)
-    teacher, student = (keras.models.load_model(p) for p in (FLAGS.teacher_path, FLAGS.student_path))
+    images = source.evaluation(FLAGS.split, batch_size=FLAGS.forward_batch_size)
+    teacher, student = (keras.models.load_model(p) for p in (FLAGS.teacher_model, FLAGS.student_model))
     teacher_logits, student_logits = [], []
     for x, _ in images:
         teacher_logits.append(np.asarray(teacher(x, training=False), "float32"))
         student_logits.append(np.asarray(student(x, training=False), "float32"))
-    summary = {"teacher": FLAGS.teacher_path, "student": FLAGS.student_path, "dataset": FLAGS.dataset,
+    summary = {"teacher": FLAGS.teacher_model, "student": FLAGS.student_model, "dataset": FLAGS.dataset,
                "split": FLAGS.split, **summarize(np.concatenate(teacher_logits), np.concatenate(student_logits))}
     text = json.dumps(summary, indent=2)
     print(text)

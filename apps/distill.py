@@ -118,7 +118,7 @@ def make_loss(config):
 
 def term_specs(config):
     """[(name, weight)]: --terms, else --method with --distillation_loss_weight; exits on a malformed pair."""
-    if not config.terms:
+    if not ("terms" in config and config.terms):
         return [(config.method, config.distillation_loss_weight)]
     specs = []
     for item in config.terms:
@@ -134,12 +134,19 @@ def term_specs(config):
     return specs
 
 
+def term_names(config):
+    """The names of the run's terms (--terms, else --method), without checking their weights."""
+    if "terms" in config and config.terms:
+        return [item.partition(":")[0] for item in config.terms]
+    return [config.method]
+
+
 def term_options(config):
     """{term name: {option: value}} from --term_option; exits on a malformed one."""
     import ast
 
     options = {}
-    for item in config.term_option:
+    for item in (config.term_option if "term_option" in config else ()):
         key, sep, value = item.partition("=")
         term, dot, option = key.partition(".")
         if not sep or not dot or not option.strip().isidentifier():
@@ -182,7 +189,7 @@ def make_distiller(config, student, teacher):
     loss (the form, and the logs, of every run before terms)."""
     import tfadakd
 
-    if config.terms or config.method in tfadakd.methods.METHODS:
+    if ("terms" in config and config.terms) or config.method in tfadakd.methods.METHODS:
         return tfadakd.Distiller(student, teacher, terms=make_terms(config),
                                  student_loss_weight=config.student_loss_weight, nan_policy=config.nan_policy)
     return tfadakd.Distiller(student, teacher, make_loss(config), config.student_loss_weight,
@@ -193,12 +200,12 @@ def reads_teacher_features(config):
     """Whether a term of the flags reads the teacher's intermediate features (then no teacher-logit cache)."""
     import tfadakd
 
-    return any(name in tfadakd.methods.METHODS for name, _ in term_specs(config))
+    return any(name in tfadakd.methods.METHODS for name in term_names(config))
 
 
 def default_run_name(config):
     standardized = "_std" if config.standardize else ""
-    method = config.method if not config.terms else "+".join(name for name, _ in term_specs(config))
+    method = "+".join(term_names(config))
     return f"{config.student}_from_{config.teacher}_{method}_{config.temperature}{standardized}_s{config.seed}"
 
 

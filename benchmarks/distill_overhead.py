@@ -33,8 +33,9 @@ def ablated(removed):
     """A Distiller subclass with the `removed` pieces (names from PIECES) taken out."""
 
     class Ablated(tfadakd.Distiller):
-        def _distillation_terms(self, x, y, sample_weight, training):
-            total, student_logits, logs, teacher_logits = super()._distillation_terms(x, y, sample_weight, training)
+        def _distillation_terms(self, x, y, sample_weight, training, teacher_logits=None):
+            total, student_logits, logs, teacher_logits = super()._distillation_terms(
+                x, y, sample_weight, training, teacher_logits=teacher_logits)
             if "correlation" in removed:
                 logs["logit_correlation"] = tf.zeros(())
             return total, student_logits, logs, teacher_logits

@@ -98,14 +98,15 @@ def variants(teacher_name, student_name, precision):
         stage = "stage3" if "stage3" in [layer.name for layer in teacher.layers] else "stage2"
         mine = ours([(tfadakd.methods.FitNet(stage), 1.0)], same)
         theirs_student = tfadakd.models.build(teacher_name)
-        theirs = Distiller(teacher=teacher, student=theirs_student, student_loss_weight=1.0,
+        # keras.distillation computes its distillation losses only while student_loss_weight < 1
+        theirs = Distiller(teacher=teacher, student=theirs_student, student_loss_weight=0.5,
                            distillation_losses=FeatureDistillation(loss="mse", teacher_layer_name=stage,
                                                                    student_layer_name=stage))
         theirs.compile(optimizer=sgd(), loss=ce)
         steps["ours, same shapes"] = lambda x, y: mine.train_on_batch(x, y)
         steps["keras.distillation, same shapes"] = lambda x, y: theirs.train_on_batch(x, y)
         counted_student = tfadakd.models.build(teacher_name)  # a separate instance, run eagerly to count
-        counted = Distiller(teacher=teacher, student=counted_student, student_loss_weight=1.0,
+        counted = Distiller(teacher=teacher, student=counted_student, student_loss_weight=0.5,
                             distillation_losses=FeatureDistillation(loss="mse", teacher_layer_name=stage,
                                                                     student_layer_name=stage))
         counts["keras.distillation"] = _student_calls_per_step(counted, counted_student)

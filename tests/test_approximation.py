@@ -42,8 +42,8 @@ def test_the_app_compares_two_saved_models_on_a_split(tfds_data_dir, tmp_path):
     out = tmp_path / "approximation.json"
     proc = subprocess.run(
         [sys.executable, str(REPO / "apps" / "approximation.py"), "--dataset=cifar10", "--split=test[:96]",
-         f"--teacher_path={tmp_path / 'teacher.keras'}", f"--student_path={tmp_path / 'student.keras'}",
-         "--batch_size=32", f"--out={out}"],
+         f"--teacher_model={tmp_path / 'teacher.keras'}", f"--student_model={tmp_path / 'student.keras'}",
+         "--forward_batch_size=32", f"--out={out}"],
         capture_output=True, text=True, timeout=300, cwd=REPO,
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TFDS_DATA_DIR=tfds_data_dir))
     assert proc.returncode == 0, proc.stderr[-3000:]

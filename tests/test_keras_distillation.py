@@ -234,3 +234,42 @@ def test_mirrored_strategy_steps_equal_single_device():
     np.testing.assert_allclose(mirrored["loss"], single["loss"], rtol=1e-5)
     for a, b in zip(single["weights"], mirrored["weights"], strict=True):
         np.testing.assert_allclose(np.array(b), np.array(a), rtol=1e-5, atol=1e-6)
+
+
+def staged_cnn(width, seed):
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(width, 3, padding="same", activation="relu", name="stage1")(inputs)
+    x = keras.layers.Conv2D(2 * width, 3, strides=2, padding="same", activation="relu", name="stage2")(x)
+    return keras.Model(inputs, keras.layers.Dense(5, name="logits")(keras.layers.GlobalAveragePooling2D()(x)))
+
+
+def test_a_feature_term_inside_keras_distillation_trains_its_connector_and_saves(tmp_path):
+    """FitNet between stage2 maps of different widths in keras.distillation.Distiller: the loss is the term's
+    batch mean, the connector (sized when the Distiller is built) trains and round-trips through .keras.
+    (keras.distillation computes its distillation losses only while student_loss_weight < 1.)"""
+    from tfadakd.keras_distillation import Features
+
+    teacher, student = staged_cnn(8, 0), staged_cnn(4, 1)
+    adapter = Features(tfadakd.methods.FitNet("stage2"))
+    distiller = keras.distillation.Distiller(teacher=teacher, student=student, distillation_losses=[adapter],
+                                             distillation_loss_weights=[100.0], student_loss_weight=0.5)
+    connector = adapter.term.connector
+    assert connector is not None and connector.layers[0].filters == 16
+    assert len(distiller.trainable_variables) == len(student.trainable_variables) + len(connector.trainable_weights)
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(8, 8, 8, 3)).astype("float32"), rng.integers(0, 5, 8)
+    teacher_feature = keras.Model(teacher.inputs, teacher.get_layer("stage2").output)(x)
+    student_feature = keras.Model(student.inputs, student.get_layer("stage2").output)(x)
+    expected = ref.fitnet(np.asarray(teacher_feature, "float64"), np.asarray(connector(student_feature), "float64"))
+    np.testing.assert_allclose(float(adapter.compute_loss(teacher_feature, student_feature)), expected.mean(), rtol=1e-5)
+    before = [w.numpy() for w in connector.trainable_weights]
+    distiller.compile(optimizer=keras.optimizers.SGD(0.01), loss=keras.losses.SparseCategoricalCrossentropy(True))
+    distiller.fit(x, y, batch_size=4, epochs=1, verbose=0)
+    assert any(not np.array_equal(a, b.numpy()) for a, b in zip(before, connector.trainable_weights))
+    distiller.save(tmp_path / "d.keras")
+    loaded = keras.models.load_model(tmp_path / "d.keras")
+    for a, b in zip(loaded.distillation_losses[0].term.connector.weights, connector.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    with pytest.raises(ValueError, match="one layer of each model; the term 'at' reads"):
+        Features(tfadakd.methods.AT(("stage1", "stage2")))

@@ -1,7 +1,8 @@
 """tfadakd's losses inside Keras' own `keras.distillation`, on every Keras 3 backend.
 
 `Logits(loss)` wraps any tfadakd loss (`KD` with any temperature scheme, `DKD`, with or without logit
-standardization) as a `keras.distillation.DistillationLoss`:
+standardization) as a `keras.distillation.DistillationLoss`, and `Features(term)` a feature term of
+`tfadakd.methods` that reads one layer of each model (FitNet, RKD, AT on one stage):
 
 ```python
 import keras
@@ -169,6 +170,83 @@ class Logits(keras.distillation.DistillationLoss, keras.layers.Layer):
     def from_config(cls, config):
         config = dict(config)
         config["loss"] = keras.saving.deserialize_keras_object(config["loss"])
+        return cls(**config)
+
+
+@keras.saving.register_keras_serializable(package="tfadakd", name="keras_distillation.Features")
+class Features(keras.distillation.DistillationLoss, keras.layers.Layer):
+    """A feature term of `tfadakd.methods` (FitNet, AT on one stage, RKD) inside `keras.distillation`.
+
+    `keras.distillation.Distiller` extracts one layer of each model per distillation loss (its
+    `teacher_layer_name` / `student_layer_name`, which this adapter takes from the term) in the same forward
+    pass as the logits, and calls `compute_loss` on the two features. The term's connector (FitNet's) is
+    sized from the two layers' output shapes when the Distiller is created, and, this adapter being a
+    Keras layer, trains with the student and is saved in the `.keras` file.
+
+    Arguments:
+        term: a `tfadakd.methods` term reading one layer of each model, or a registered name ("fitnet").
+        **kwargs: `keras.layers.Layer` arguments.
+
+    Raises:
+        ValueError: for a term that reads several layers (keras.distillation gives a loss one layer per
+            model: use `tfadakd.Distiller(terms=...)`), or reads the logits (use `Logits`).
+
+    Example:
+
+    ```python
+    distiller = keras.distillation.Distiller(
+        teacher=teacher, student=student, student_loss_weight=1.0,
+        distillation_losses=[tfadakd.keras_distillation.Features(tfadakd.methods.FitNet("stage2"))],
+        distillation_loss_weights=[100.0])
+    ```
+    """
+
+    def __init__(self, term, **kwargs):
+        from tfadakd import methods as methods_lib
+
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        self.term = methods_lib.get(term)
+        if len(self.term.reads) != 1 or not self.term.reads_features:
+            raise ValueError(
+                f"keras.distillation gives a distillation loss one layer of each model; the term "
+                f"{self.term.name!r} reads {list(self.term.reads)}. Use tfadakd.Distiller(terms=...) for it, or "
+                "tfadakd.keras_distillation.Logits for a logit loss.")
+        self.teacher_layer_name = self.term.reads[0]
+        self.student_layer_name = self.term.student_reads[0]
+        self.built = True
+
+    def validate_model_compatibility(self, teacher, student):
+        """Called by the Distiller's constructor: checks the layer names and sizes the term's connector."""
+        shapes = []
+        for role, model, name in (("teacher", teacher, self.teacher_layer_name),
+                                  ("student", student, self.student_layer_name)):
+            try:
+                shapes.append((2,) + tuple(model.get_layer(name).output.shape[1:]))
+            except (ValueError, AttributeError):
+                names = [layer.name for layer in getattr(model, "layers", [])]
+                raise ValueError(f"The {role} {model.name!r} has no layer named {name!r} with a symbolic output "
+                                 f"(layers: {', '.join(names[:12])}{', ...' if len(names) > 12 else ''}).") from None
+        if not self.term.built:
+            key = self.teacher_layer_name
+            self.term.build_for({key: shapes[0]}, {key: shapes[1]})
+
+    def validate_outputs(self, teacher_outputs, student_outputs):
+        pass  # the two layers' shapes may differ: the term matches them (or says why it cannot)
+
+    def compute_loss(self, teacher_outputs, student_outputs, **kwargs):
+        """The batch mean of the term's per-sample values (scaled for `tf.distribute`)."""
+        key = self.teacher_layer_name
+        per_sample, _ = self.term({key: ops.stop_gradient(teacher_outputs)}, {key: student_outputs})
+        return _scale_for_distribution(ops.mean(per_sample))
+
+    def get_config(self):
+        return {**super().get_config(), "term": keras.saving.serialize_keras_object(self.term)}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["term"] = keras.saving.deserialize_keras_object(config["term"])
         return cls(**config)
 
 
