@@ -108,3 +108,15 @@ def rkd(teacher, student, distance_weight=25.0, angle_weight=50.0):
     distance = huber(distances(student) - distances(teacher)).mean(axis=-1)
     angle = huber(angles(student) - angles(teacher)).mean(axis=(1, 2))
     return distance_weight * distance + angle_weight * angle
+
+
+def numeric_gradient(loss, teacher, student, h=1e-6):
+    """Central finite differences of `sum(loss(teacher, student))` with respect to `student` (float64)."""
+    teacher, student = teacher.astype("float64"), student.astype("float64")
+    gradient = np.zeros_like(student)
+    for index in np.ndindex(*student.shape):
+        up, down = student.copy(), student.copy()
+        up[index] += h
+        down[index] -= h
+        gradient[index] = (np.sum(loss(teacher, up)) - np.sum(loss(teacher, down))) / (2 * h)
+    return gradient
