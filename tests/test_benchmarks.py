@@ -2,6 +2,7 @@
 silently (its numbers mean nothing here). The scripts that compare with PyTorch need torch installed."""
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -39,12 +40,34 @@ def test_every_benchmark_script_has_a_smoke_run_here():
     assert scripts - {"torch_kd_step.py"} == set(SMOKE)
 
 
-@pytest.mark.parametrize("script", sorted(SMOKE))
-def test_a_benchmark_runs_in_its_smoke_mode(script, tfds_data_dir):
-    if script in NEEDS_TORCH and importlib.util.find_spec("torch") is None:
-        pytest.skip("PyTorch is not installed (pip install torch==2.13.0; not a dependency)")
-    args = [a.format(data=tfds_data_dir) for a in SMOKE[script]]
-    proc = subprocess.run([sys.executable, str(BENCHMARKS / script), *args], capture_output=True, text=True,
-                          timeout=600, cwd=BENCHMARKS,
+DRIVER = """
+import json, runpy, sys, time, traceback
+import keras
+runs, failures = json.loads(sys.argv[1]), {}
+for script, args in runs:
+    start = time.perf_counter()
+    sys.argv = [script, *args]
+    try:
+        runpy.run_path(script, run_name="__main__")
+    except SystemExit as stop:
+        if stop.code not in (0, None):
+            failures[script] = f"exit {stop.code}"
+    except Exception:
+        failures[script] = traceback.format_exc()[-3000:]
+    keras.mixed_precision.set_global_policy("float32")  # as a fresh process would have it
+    print(f"SMOKE {script} {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
+print("FAILURES" + json.dumps(failures))
+"""
+
+
+def test_every_benchmark_runs_in_its_smoke_mode(tfds_data_dir):
+    """All smoke runs in one process (one TensorFlow start-up instead of one per script)."""
+    runs = [(script, [a.format(data=tfds_data_dir) for a in args]) for script, args in sorted(SMOKE.items())
+            if script not in NEEDS_TORCH or importlib.util.find_spec("torch") is not None]
+    proc = subprocess.run([sys.executable, "-c", DRIVER, json.dumps(runs)], capture_output=True, text=True,
+                          timeout=900, cwd=BENCHMARKS,
                           env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TFDS_DATA_DIR=tfds_data_dir))
-    assert proc.returncode == 0, proc.stdout[-1500:] + proc.stderr[-3000:]
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    failures = json.loads(next(l for l in proc.stdout.splitlines() if l.startswith("FAILURES"))[len("FAILURES"):])
+    assert failures == {}, failures
+    assert proc.stderr.count("SMOKE ") == len(runs)
