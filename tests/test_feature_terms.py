@@ -129,8 +129,13 @@ def test_terms_read_named_layers_with_one_pass_of_each_model_and_train_their_con
                  "logit_correlation", "student_loss"):
         assert name in logs and np.isfinite(logs[name][0]), name
     assert "distillation_loss" not in logs
-    # the exported student is the student architecture alone
+    # the exported student is the student architecture alone, TFLite included
     assert student.count_params() == cnn(4, 1, Counter()).count_params()
+    tflite = tmp_path / "student.tflite"
+    tfadakd.export.to_tflite(student, tflite)
+    np.testing.assert_allclose(tfadakd.export.predict_tflite(tflite, x), student.predict(x, verbose=0),
+                               rtol=1e-4, atol=1e-4)
+    assert "CONV_2D" in tfadakd.export.tflite_operators(tflite)
     path = tmp_path / "distiller.keras"
     distiller.save(path)
     loaded = keras.models.load_model(path)
