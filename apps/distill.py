@@ -164,13 +164,13 @@ def make_terms(config):
     feature terms from tfadakd.methods with --term_option; raises ValueError or TypeError for bad options."""
     import tfadakd
 
-    options = term_options(config)
-    unknown = sorted(set(options) - {name for name, _ in term_specs(config)})
+    options, specs = term_options(config), term_specs(config)
+    unknown = sorted(set(options) - {name for name, _ in specs})
     if unknown:
         raise ValueError(f"--term_option names {unknown}, which are not among the run's terms "
-                         f"{[name for name, _ in term_specs(config)]}")
+                         f"{[name for name, _ in specs]}")
     terms = []
-    for name, weight in term_specs(config):
+    for name, weight in specs:
         if name in tfadakd.methods.METHODS:
             terms.append((tfadakd.methods.METHODS.build(name, **options.get(name, {})), weight))
         elif name in tfadakd.losses.LOSSES:

@@ -28,6 +28,7 @@ import tensorflow as tf
 import tfadakd
 
 from _common import default_data_dir, interleaved_medians
+from distill_step import real_batches
 
 
 class CallCounter(keras.layers.Layer):
@@ -50,13 +51,12 @@ def counted(model):
 
 
 def batches(n, batch_size, smoke, data_dir):
-    if smoke:
-        rng = np.random.default_rng(0)
-        return [(tf.constant(rng.normal(size=(batch_size, 32, 32, 3)).astype("float32")),
-                 tf.constant(rng.integers(0, 100, batch_size))) for _ in range(n)]
-    ds = tfadakd.data.load_cifar("cifar100", "train", batch_size=batch_size, num_examples=n * batch_size, seed=0,
-                                 data_dir=data_dir)
-    return [(tf.constant(x), tf.constant(y)) for x, y in ds]
+    """`n` real CIFAR-100 batches in memory (`distill_step.real_batches`), or random images for --smoke."""
+    if not smoke:
+        return real_batches(n, batch_size, data_dir)
+    rng = np.random.default_rng(0)
+    return [(tf.constant(rng.normal(size=(batch_size, 32, 32, 3)).astype("float32")),
+             tf.constant(rng.integers(0, 100, batch_size))) for _ in range(n)]
 
 
 def variants(teacher_name, student_name, precision):

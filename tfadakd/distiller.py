@@ -21,10 +21,6 @@ from tfadakd import step_guard
 from tfadakd.features import model_features
 from tfadakd.step_guard import NAN_POLICIES, NonFiniteError  # noqa: F401  (public here too)
 
-#: Names of the values the Distiller logs during training with one logit loss, besides the compiled metrics
-#: (with `terms=`, `<term>_loss` and the terms' own logs replace `distillation_loss` and `temperature`).
-TRAINING_LOG_NAMES = ("student_loss", "distillation_loss", "temperature", "logit_correlation", "skipped_batches")
-
 #: The name of the one term that `distillation_loss=` makes (so that it logs `distillation_loss`).
 LEGACY_TERM = "distillation"
 
@@ -244,6 +240,7 @@ class Distiller(keras.Model):
         self.correlation_tracker = keras.metrics.Mean(name="logit_correlation")
         if nan_policy == "skip_batch":
             self.skipped_batches_tracker = keras.metrics.Sum(name="skipped_batches")
+        # What training logs besides the compiled metrics (left out of `evaluate`'s logs).
         self.training_log_names = tuple(
             ["student_loss", "logit_correlation", "skipped_batches"] + [m.name for m in self.term_trackers]
             + [m.name for m in self.log_trackers])
